@@ -1,0 +1,121 @@
+"""mnist-trainer: load (or download) the data, train, export a new version, write the report."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .datasets import DATASETS, default_data_dir
+from .errors import TrainerError
+from .models import ARCHITECTURES
+from .recipes import RECIPES
+
+log = logging.getLogger("mnist_trainer")
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    model_dir: Path
+    dataset: str
+    model: str
+    recipe: str
+    steps: int | None
+    epochs: float | None
+    batch_size: int | None
+    learning_rate: float | None
+    seed: int
+    skip_if_exists: bool
+    report: bool
+    mirrors: tuple[str, ...] | None
+    threads: int
+    log_every: int
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mnist-trainer",
+        description="Train the tutorial MNIST CNN (or the linear model) and export it as a new version of a "
+                    "TensorFlow Serving model base path.")
+    p.add_argument("--data-dir", type=Path,
+                   help="directory with the four IDX .gz files; missing ones are downloaded into it "
+                        "(default: $MNIST_DATA_DIR for mnist, else ~/.cache/mnist-serving/<dataset>)")
+    p.add_argument("--model-dir", type=Path, required=True,
+                   help="model base path; the export becomes <model-dir>/<N> with N = highest version + 1")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    p.add_argument("--model", choices=ARCHITECTURES, default="cnn", help="architecture (default: cnn)")
+    p.add_argument("--recipe", choices=RECIPES, default="default",
+                   help="tutorial: the tutorials' exact training; default: our faster schedule")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=_positive(int), help="stop after this many training steps")
+    length.add_argument("--epochs", type=_positive(float), help="stop after this many passes over the data")
+    p.add_argument("--batch-size", type=_positive(int))
+    p.add_argument("--learning-rate", type=_positive(float), help="peak learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, augmentation")
+    p.add_argument("--skip-if-exists", action="store_true",
+                   help="do nothing (exit 0) when the model directory already holds a version")
+    p.add_argument("--no-report", dest="report", action="store_false", help="skip the PNG report")
+    p.add_argument("--mirror", dest="mirrors", action="append", metavar="URL",
+                   help="base URL to download missing files from, tried in order; repeatable "
+                        "(default: $MNIST_TRAINER_MIRRORS, comma-separated, else the public mirrors)")
+    p.add_argument("--threads", type=_positive(int), default=len(os.sched_getaffinity(0)),
+                   help="TensorFlow threads per operation (default: the CPUs this process may use)")
+    p.add_argument("--log-every", type=_positive(int), default=100, help="progress line every N steps")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def parse_settings(argv: list[str] | None = None) -> Settings:
+    args = build_parser().parse_args(argv)
+    return Settings(
+        data_dir=args.data_dir or default_data_dir(args.dataset), model_dir=args.model_dir,
+        dataset=args.dataset, model=args.model, recipe=args.recipe, steps=args.steps, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+        skip_if_exists=args.skip_if_exists, report=args.report,
+        mirrors=tuple(args.mirrors) if args.mirrors else None, threads=args.threads, log_every=args.log_every)
+
+
+def _configure_logging() -> None:
+    # Progress goes to stdout; warnings and the final error line to stderr.
+    out = logging.StreamHandler(sys.stdout)
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    _configure_logging()
+    # TensorFlow's C++ start-up chatter would bury the progress lines; set before TensorFlow is imported.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        from .job import run  # imports TensorFlow: after argument errors are already reported
+
+        return run(settings)
+    except TrainerError as exc:
+        print(f"mnist-trainer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mnist-trainer: interrupted; nothing was exported", file=sys.stderr)
+        return 130

@@ -1,0 +1,124 @@
+"""The two MNIST-style datasets: their files, checksums, mirrors and class names; loading and splitting."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataFileError
+from .idx import read_idx
+
+log = logging.getLogger(__name__)
+
+TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
+TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
+TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
+TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
+FILE_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+
+# The tutorials hold out 5,000 of the 60,000 training images for validation: 1/12 of the training set.
+VALIDATION_FRACTION = 1 / 12
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    class_names: tuple[str, ...]
+    md5: dict[str, str]  # file name -> published md5 of the .gz file
+    mirrors: tuple[str, ...]  # base URLs, tried in order
+
+
+MNIST = DatasetSpec(
+    name="mnist",
+    class_names=tuple(str(d) for d in range(10)),
+    md5={TRAIN_IMAGES: "f68b3c2dcbeaaa9fbdd348bbdeb94873", TRAIN_LABELS: "d53e105ee54ea40749a09fcbcd1e9432",
+         TEST_IMAGES: "9fb629c4189551a2d022fa330f9573f3", TEST_LABELS: "ec29112dd5afa0611ce80d1b7f02629c"},
+    mirrors=("https://storage.googleapis.com/cvdf-datasets/mnist/",
+             "https://ossci-datasets.s3.amazonaws.com/mnist/",
+             "http://yann.lecun.com/exdb/mnist/"),
+)
+
+FASHION_MNIST = DatasetSpec(
+    name="fashion-mnist",
+    class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    md5={TRAIN_IMAGES: "8d4fb7e6c68d591d4c3dfef9ec88bf0d", TRAIN_LABELS: "25c81989df183df01b3e8a0aad5dffbe",
+         TEST_IMAGES: "bef4ecab320f06d8554ea6380940ec79", TEST_LABELS: "bb300cfdad3c16e7a12a480ee83cd310"},
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+             "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+             "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
+)
+
+DATASETS = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # uint8 [N, 28, 28]
+    labels: np.ndarray  # uint8 [N]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Split
+    validation: Split
+    test: Split
+
+
+def default_data_dir(dataset: str) -> Path:
+    """$MNIST_DATA_DIR for MNIST, else the per-user cache directory of the dataset.
+
+    $MNIST_DATA_DIR is not used for Fashion-MNIST: its files have the same names, so the digits would be
+    trained under clothing labels without any error.
+    """
+    value = os.environ.get("MNIST_DATA_DIR")
+    if dataset == MNIST.name and value:
+        return Path(value)
+    return Path.home() / ".cache" / "mnist-serving" / dataset
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_pair(directory: Path, images_name: str, labels_name: str, n_classes: int) -> Split:
+    images_path, labels_path = directory / images_name, directory / labels_name
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataFileError(images_path, f"holds an array of shape {images.shape}, expected [N, 28, 28]")
+    if labels.ndim != 1:
+        raise DataFileError(labels_path, f"holds an array of shape {labels.shape}, expected [N] labels")
+    if len(images) != len(labels):
+        raise DataFileError(labels_path, f"has {len(labels)} labels but {images_name} has {len(images)} images")
+    if len(labels) and labels.max() >= n_classes:
+        raise DataFileError(labels_path, f"has label {labels.max()}, expected 0..{n_classes - 1}")
+    return Split(images, labels)
+
+
+def load_splits(directory: Path, spec: DatasetSpec) -> Splits:
+    """Train / validation / test: the last 1/12 of the training file is validation (55,000 / 5,000 on MNIST)."""
+    n_classes = len(spec.class_names)
+    train = _load_pair(directory, TRAIN_IMAGES, TRAIN_LABELS, n_classes)
+    test = _load_pair(directory, TEST_IMAGES, TEST_LABELS, n_classes)
+    n_validation = round(len(train) * VALIDATION_FRACTION)
+    if len(train) - n_validation < 1 or n_validation < 1 or len(test) < 1:
+        raise DataFileError(directory / TRAIN_IMAGES,
+                            f"too few images to split ({len(train)} train, {len(test)} test)")
+    cut = len(train) - n_validation
+    return Splits(
+        train=Split(train.images[:cut], train.labels[:cut]),
+        validation=Split(train.images[cut:], train.labels[cut:]),
+        test=test,
+    )

@@ -1,0 +1,77 @@
+"""Fetching missing dataset files from mirrors, each verified by md5 before it is put in place."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .datasets import DatasetSpec, file_md5
+from .errors import DataMissingError
+
+log = logging.getLogger(__name__)
+
+MIRRORS_ENV = "MNIST_TRAINER_MIRRORS"  # comma-separated base URLs that replace the built-in list
+TIMEOUT_SECONDS = 60
+
+
+def mirrors_from_env() -> tuple[str, ...] | None:
+    value = os.environ.get(MIRRORS_ENV, "").strip()
+    return tuple(m.strip() for m in value.split(",") if m.strip()) or None
+
+
+def ensure_files(directory: Path, spec: DatasetSpec, mirrors: tuple[str, ...] | None = None) -> None:
+    """Downloads every file of `spec` missing from `directory`; files already there are used as they are."""
+    mirrors = mirrors or mirrors_from_env() or spec.mirrors
+    for name, md5 in spec.md5.items():
+        target = directory / name
+        if target.is_file():
+            continue
+        fetch(name, md5, target, mirrors)
+
+
+def fetch(name: str, md5: str, target: Path, mirrors: tuple[str, ...]) -> None:
+    """Tries each mirror in order until one delivers `name` with the expected md5."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataMissingError(f"{name} is missing and {target.parent} cannot be created ({exc.strerror})") from None
+    failures = []
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + "/" + name
+        log.info("downloading %s", url)
+        try:
+            _download_verified(url, md5, target)
+            log.info("saved %s (md5 ok)", target)
+            return
+        except _Md5Mismatch as exc:
+            failures.append(f"{url}: md5 {exc.actual}, expected {md5}")
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
+        log.warning("%s", failures[-1])
+    raise DataMissingError(
+        f"{name} is missing: put the file at {target} (md5 {md5}); "
+        f"downloading failed from every mirror: " + "; ".join(failures))
+
+
+class _Md5Mismatch(Exception):
+    def __init__(self, actual: str):
+        self.actual = actual
+
+
+def _download_verified(url: str, md5: str, target: Path) -> None:
+    # A dot-file in the same directory: an interrupted download never leaves a file under the real name.
+    fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
+            shutil.copyfileobj(response, out)
+        actual = file_md5(Path(partial))
+        if actual != md5:
+            raise _Md5Mismatch(actual)
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
