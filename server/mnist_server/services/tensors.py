@@ -5,20 +5,19 @@ What the compatibility adapters accept for the image input (README "Compatibilit
   Keras tutorials feed MNIST); floats are scaled by 255 and rounded. NaN, infinity and values
   outside [0, 1] are rejected rather than guessed at: send uint8 for 0-255 pixels.
 - shape [N, 28, 28], [N, 784] (flattened rows) or [N, 28, 28, 1] (channels-last), N >= 1.
-Every problem raises TensorError with a message naming the input and what was wrong.
+Every problem raises InvalidInput (-> INVALID_ARGUMENT) with a message naming the input and what
+was wrong.
 """
 from __future__ import annotations
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
+from ..errors import InvalidInput
+
 SIDE = 28
 PIXELS = SIDE * SIDE
 ACCEPTED_SHAPES = "[N, 28, 28], [N, 784] or [N, 28, 28, 1]"
-
-
-class TensorError(ValueError):
-    """A request tensor cannot be used; the message names the input and the problem."""
 
 
 def to_images(name: str, array: np.ndarray) -> np.ndarray:
@@ -29,18 +28,18 @@ def to_images(name: str, array: np.ndarray) -> np.ndarray:
     elif array.ndim == 4 and shape[1:] == [SIDE, SIDE, 1]:
         array = array.reshape(-1, SIDE, SIDE)
     elif not (array.ndim == 3 and shape[1:] == [SIDE, SIDE]):
-        raise TensorError(f"input '{name}' has shape {shape}; expected {ACCEPTED_SHAPES}")
+        raise InvalidInput(f"input '{name}' has shape {shape}; expected {ACCEPTED_SHAPES}")
     if array.shape[0] == 0:
-        raise TensorError(f"input '{name}' holds no images (its batch dimension is 0)")
+        raise InvalidInput(f"input '{name}' holds no images (its batch dimension is 0)")
     if array.dtype == np.uint8:
         return array
     if array.dtype not in (np.float32, np.float64):
-        raise TensorError(f"input '{name}' has dtype {array.dtype}; expected uint8 or float32")
+        raise InvalidInput(f"input '{name}' has dtype {array.dtype}; expected uint8 or float32")
     if not np.isfinite(array).all():
-        raise TensorError(f"input '{name}' contains NaN or infinity")
+        raise InvalidInput(f"input '{name}' contains NaN or infinity")
     low, high = float(array.min()), float(array.max())
     if low < 0.0 or high > 1.0:
-        raise TensorError(f"input '{name}': float pixels must be in [0, 1] (pixel / 255), found values "
+        raise InvalidInput(f"input '{name}': float pixels must be in [0, 1] (pixel / 255), found values "
                           f"in [{low:g}, {high:g}]; send uint8 for 0-255 pixels")
     return np.rint(array * 255.0).astype(np.uint8)
 
@@ -72,31 +71,31 @@ def ndarray_from_tensor_proto(name: str, proto: tensor_pb2.TensorProto) -> np.nd
     a typed field shorter than the shape repeats its last value (how tf.make_tensor_proto
     encodes constants). Only the dtypes this model can take are accepted."""
     if proto.dtype not in _TF_INPUT_TYPES:
-        raise TensorError(f"input '{name}' has dtype {tf_dtype_name(proto.dtype)}; expected DT_UINT8 "
+        raise InvalidInput(f"input '{name}' has dtype {tf_dtype_name(proto.dtype)}; expected DT_UINT8 "
                           "(0-255) or DT_FLOAT (0-1)")
     dtype, field = _TF_INPUT_TYPES[proto.dtype]
     if proto.tensor_shape.unknown_rank:
-        raise TensorError(f"input '{name}' has unknown rank; give its shape")
+        raise InvalidInput(f"input '{name}' has unknown rank; give its shape")
     shape = [d.size for d in proto.tensor_shape.dim]
     if any(size < 0 for size in shape):
-        raise TensorError(f"input '{name}' has shape {shape} with a negative dimension")
+        raise InvalidInput(f"input '{name}' has shape {shape} with a negative dimension")
     count = int(np.prod(shape, dtype=np.int64))
     if proto.tensor_content:
         expected = count * dtype.itemsize
         if len(proto.tensor_content) != expected:
-            raise TensorError(f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes; "
+            raise InvalidInput(f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes; "
                               f"shape {shape} of {tf_dtype_name(proto.dtype)} needs {expected}")
         return np.frombuffer(proto.tensor_content, dtype.newbyteorder("<")).reshape(shape)
     values = getattr(proto, field)
     if len(values) == 0:
-        raise TensorError(f"input '{name}' carries no values: set tensor_content or {field} "
+        raise InvalidInput(f"input '{name}' carries no values: set tensor_content or {field} "
                           f"for {tf_dtype_name(proto.dtype)}")
     if len(values) > count:
-        raise TensorError(f"input '{name}' has {len(values)} values in {field}; shape {shape} holds {count}")
+        raise InvalidInput(f"input '{name}' has {len(values)} values in {field}; shape {shape} holds {count}")
     if dtype == np.uint8:
         wide = np.asarray(values, np.int64)
         if wide.min() < 0 or wide.max() > 255:
-            raise TensorError(f"input '{name}': DT_UINT8 values must be in [0, 255], found "
+            raise InvalidInput(f"input '{name}': DT_UINT8 values must be in [0, 255], found "
                               f"[{wide.min()}, {wide.max()}]")
         flat = wide.astype(np.uint8)
     else:
@@ -137,26 +136,26 @@ def ndarray_from_kserve(name: str, datatype: str, shape: list[int], contents, ra
     """One KServe v2 input -> numpy. `raw` is its raw_input_contents entry (None when the
     request uses typed `contents`); `contents` is an InferTensorContents."""
     if datatype not in _KSERVE_INPUT_TYPES:
-        raise TensorError(f"input '{name}' has datatype {datatype or '(empty)'}; expected UINT8 (0-255) "
+        raise InvalidInput(f"input '{name}' has datatype {datatype or '(empty)'}; expected UINT8 (0-255) "
                           "or FP32 (0-1)")
     dtype, field = _KSERVE_INPUT_TYPES[datatype]
     if any(size < 0 for size in shape):
-        raise TensorError(f"input '{name}' has shape {shape} with a negative dimension")
+        raise InvalidInput(f"input '{name}' has shape {shape} with a negative dimension")
     count = int(np.prod(shape, dtype=np.int64))
     if raw is not None:
         expected = count * dtype.itemsize
         if len(raw) != expected:
-            raise TensorError(f"input '{name}': raw_input_contents has {len(raw)} bytes; shape {shape} "
+            raise InvalidInput(f"input '{name}': raw_input_contents has {len(raw)} bytes; shape {shape} "
                               f"of {datatype} needs {expected}")
         return np.frombuffer(raw, dtype.newbyteorder("<")).reshape(shape)
     values = getattr(contents, field)
     if len(values) != count:
-        raise TensorError(f"input '{name}' has {len(values)} values in contents.{field}; shape {shape} "
+        raise InvalidInput(f"input '{name}' has {len(values)} values in contents.{field}; shape {shape} "
                           f"holds {count}")
     if dtype == np.uint8:
         wide = np.asarray(values, np.int64)
         if count and wide.max() > 255:
-            raise TensorError(f"input '{name}': UINT8 values must be in [0, 255], found {wide.max()}")
+            raise InvalidInput(f"input '{name}': UINT8 values must be in [0, 255], found {wide.max()}")
         return wide.astype(np.uint8).reshape(shape)
     return np.asarray(values, dtype).reshape(shape)
 

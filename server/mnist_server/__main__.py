@@ -1,0 +1,35 @@
+"""`mnist-server` / `python -m mnist_server`: parse settings, run, exit with a meaningful code."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from .config import ConfigError, parse_settings
+from .logs import configure_logging
+
+log = logging.getLogger("mnist_server")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = parse_settings(argv)
+    except ConfigError as exc:
+        print(f"mnist-server: error: {exc}", file=sys.stderr)
+        return 2
+    # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) is not ours to show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if settings.log_level == "DEBUG" else "2")
+    configure_logging(settings.log_format, settings.log_level)
+    from .app import StartupError, serve  # imports TensorFlow
+    from .model import DeviceUnavailable
+
+    try:
+        return asyncio.run(serve(settings))
+    except (StartupError, DeviceUnavailable) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Wiring: build every part from Settings, serve gRPC + HTTP, poll for versions, drain on SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .batcher import Batcher
+from .config import Settings
+from .inference import InferenceCore
+from .interceptors import MetricsInterceptor
+from .metrics import HttpEndpoints, ServerMetrics
+from .model import LoadedModel, configure_tensorflow
+from .repository import ModelRepository
+from .services import classifier
+
+log = logging.getLogger(__name__)
+
+# Protocol adapters on the gRPC port; each has add_to_server(server, core, settings) -> service names.
+ADAPTERS = (classifier,)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class StartupError(Exception):
+    """The server cannot start (port taken, ...); the message says why."""
+
+
+class ModelServer:
+    """Every running part of one server. `await start()`, then `await drain()`."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        device = configure_tensorflow(settings.device, settings.intra_op_threads, settings.inter_op_threads)
+        # One model worker: batches run one after another; TensorFlow's own pool uses the cores.
+        self.model_executor = ThreadPoolExecutor(1, thread_name_prefix="model-worker")
+        self.repository = ModelRepository(
+            settings.models, device=device, keep_versions=settings.keep_versions,
+            make_batcher=self._make_batcher, metrics=self.metrics,
+            warm_up_sizes=tuple(sorted({1, min(8, settings.max_batch_size), settings.max_batch_size})),
+            drain_timeout_s=settings.grace_period_s)
+        self.core = InferenceCore(self.repository, default_model=settings.default_model,
+                                  max_images_per_request=settings.max_images_per_request,
+                                  max_batch_size=settings.max_batch_size)
+        self.health = health.aio.HealthServicer()
+        self.http = HttpEndpoints(self.metrics, ready=lambda: self.core.ready)
+        self.grpc_server = grpc.aio.server(
+            interceptors=[MetricsInterceptor(self.metrics)],
+            options=[("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+                     ("grpc.max_send_message_length", settings.max_receive_message_bytes),
+                     ("grpc.so_reuseport", 0)])  # a taken port is an error, not a shared port
+        self.service_names: list[str] = []
+        for adapter in ADAPTERS:
+            self.service_names.extend(adapter.add_to_server(self.grpc_server, self.core, settings))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
+        reflection.enable_server_reflection(
+            [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME], self.grpc_server)
+        self._stopping = asyncio.Event()
+        self._poller: asyncio.Task | None = None
+
+    def _make_batcher(self, model: LoadedModel) -> Batcher:
+        s = self.settings
+        return Batcher(model.predict, max_batch_size=s.max_batch_size, batch_timeout_s=s.batch_timeout_s,
+                       max_queue_images=s.max_queue_images, executor=self.model_executor,
+                       observer=self.metrics.batch_observer(model.name),
+                       item_shape=model.input_shape[1:], item_dtype=np.uint8)
+
+    async def start(self) -> None:
+        s = self.settings
+        try:
+            self.grpc_server.add_insecure_port(s.grpc_address)
+        except RuntimeError as exc:
+            raise StartupError(f"cannot listen for gRPC on {s.grpc_address}: {exc} "
+                               "(port in use? try --port)") from None
+        try:
+            self.http.start(s.host, s.http_port)
+        except OSError as exc:
+            raise StartupError(f"cannot listen for HTTP on {s.host}:{s.http_port}: {exc.strerror} "
+                               "(port in use? try --http-port)") from None
+        await self._set_health(NOT_SERVING)
+        await self.grpc_server.start()
+        log.info("gRPC on %s: %s (+ health, reflection); models: %s", s.grpc_address,
+                 ", ".join(self.service_names),
+                 ", ".join(f"{m.name}={m.base_path}" for m in s.models))
+        self._poller = asyncio.create_task(self._poll_forever(), name="model-poller")
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await self.repository.poll_once()
+            await self._set_health(SERVING if self.core.ready else NOT_SERVING)
+            if self.settings.poll_interval_s <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.settings.poll_interval_s)
+                return
+            except asyncio.TimeoutError:
+                pass
+
+    async def _set_health(self, status) -> None:
+        for service in ("", *self.service_names):
+            await self.health.set(service, status)
+
+    async def drain(self) -> None:
+        """Not ready first, then stop accepting, then finish what was accepted (within the grace)."""
+        grace = self.settings.grace_period_s
+        log.info("draining: health NOT_SERVING, /readyz 503; finishing accepted requests (grace %.1fs)", grace)
+        self._stopping.set()
+        self.core.start_draining()
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(grace)
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        await self.repository.close(timeout_s=1.0)
+        self.model_executor.shutdown(wait=True, cancel_futures=True)
+        self.http.stop()
+        log.info("stopped")
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def wait_stop_requested(self) -> None:
+        await self._stopping.wait()
+
+
+async def serve(settings: Settings) -> int:
+    """Runs until SIGTERM/SIGINT, drains, returns the exit code."""
+    server = ModelServer(settings)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, server, sig)
+    await server.wait_stop_requested()
+    await server.drain()
+    return 0
+
+
+def _on_signal(server: ModelServer, sig: signal.Signals) -> None:
+    log.info("received %s", sig.name)
+    server.request_stop()

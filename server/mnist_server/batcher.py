@@ -1,0 +1,268 @@
+"""Dynamic batching on asyncio, knowing nothing of gRPC or TensorFlow.
+
+Callers `await submit(items, deadline)` with an array of N items (leading axis) and get back the
+outputs for exactly those N items. One dispatcher task merges queued requests into one call of
+`predict_fn` (run in `executor`, so the event loop keeps serving), splits the outputs back by
+offsets and settles every waiting future: with a result, an exception, or a cancellation.
+
+Batches form in two ways: while the model computes, new requests queue up and all go together in
+the next call; and when the model is idle, the first request may wait up to `batch_timeout_s` for
+company (0 = run at once). `predict_fn` maps an array of N items to either an array/sequence of
+length N or a dict of arrays each of leading length N; the lengths are checked.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .errors import BatcherClosed, DeadlineExceeded, ModelFailure, Overloaded, ServingError
+
+log = logging.getLogger(__name__)
+
+
+class BatchObserver:
+    """Hooks for metrics; the default does nothing. Called on the event loop thread."""
+
+    def queue_depth(self, images: int) -> None: ...
+
+    def batch_started(self, images: int, queue_waits_s: list[float]) -> None: ...
+
+    def batch_finished(self, images: int, compute_s: float, ok: bool) -> None: ...
+
+    def dropped(self, reason: str, requests: int = 1) -> None: ...
+
+
+@dataclass(eq=False)
+class _Pending:
+    items: np.ndarray
+    deadline: float | None
+    enqueued: float
+    future: asyncio.Future = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+
+def output_length(outputs: Any) -> int:
+    if isinstance(outputs, Mapping):
+        lengths = {len(value) for value in outputs.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"outputs have different leading lengths {sorted(lengths)}")
+        return lengths.pop()
+    return len(outputs)
+
+
+def slice_outputs(outputs: Any, start: int, stop: int) -> Any:
+    if isinstance(outputs, Mapping):
+        return {name: value[start:stop] for name, value in outputs.items()}
+    return outputs[start:stop]
+
+
+def concat_outputs(parts: list) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], Mapping):
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return [item for part in parts for item in part]
+
+
+class Batcher:
+    def __init__(self, predict_fn: Callable[[np.ndarray], Any], *, max_batch_size: int,
+                 batch_timeout_s: float, max_queue_images: int, executor: Executor | None,
+                 observer: BatchObserver | None = None, item_shape: tuple[int, ...] | None = None,
+                 item_dtype: np.dtype | None = None, clock: Callable[[], float] = time.monotonic):
+        if max_batch_size < 1 or max_queue_images < 1 or batch_timeout_s < 0:
+            raise ValueError("max_batch_size and max_queue_images must be >= 1, batch_timeout_s >= 0")
+        self._predict_fn = predict_fn
+        self.max_batch_size = max_batch_size
+        self.batch_timeout_s = batch_timeout_s
+        self.max_queue_images = max_queue_images
+        self._executor = executor
+        self._observer = observer or BatchObserver()
+        self._item_shape = item_shape
+        self._item_dtype = np.dtype(item_dtype) if item_dtype is not None else None
+        self._clock = clock
+        self._queue: deque[_Pending] = deque()
+        self._queued_images = 0
+        self._inflight: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task | None = None
+
+    @property
+    def queued_images(self) -> int:
+        return self._queued_images
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def submit(self, items: np.ndarray, deadline: float | None = None) -> Any:
+        """Outputs for `items` (same leading length). Raises Overloaded when the queue is full,
+        DeadlineExceeded when `deadline` (on `clock`) passes before compute, BatcherClosed after close()."""
+        count = self._check_items(items)
+        if self._closed:
+            raise BatcherClosed()
+        if self._queued_images + count > self.max_queue_images:
+            self._observer.dropped("queue_full")
+            raise Overloaded(self._queued_images, count, self.max_queue_images)
+        if deadline is not None and deadline <= self._clock():
+            self._observer.dropped("deadline")
+            raise DeadlineExceeded("before the request was queued")
+        self._ensure_dispatcher()
+        if count <= self.max_batch_size:
+            return await self._enqueue(items, deadline)
+        futures = [self._enqueue(items[start:start + self.max_batch_size], deadline)
+                   for start in range(0, count, self.max_batch_size)]
+        try:
+            parts = await asyncio.gather(*futures)
+        except BaseException:
+            for future in futures:  # one part failed or we were cancelled: drop the rest
+                future.cancel()
+            raise
+        return concat_outputs(parts)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop taking requests, finish the queued ones (up to `timeout` s), settle the rest."""
+        self._closed = True
+        self._wakeup.set()
+        task = self._task
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except asyncio.TimeoutError:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._settle_all(BatcherClosed())
+
+    def _check_items(self, items: np.ndarray) -> int:
+        if not isinstance(items, np.ndarray) or items.ndim < 1:
+            raise TypeError(f"items must be a numpy array with a leading batch axis, got {type(items)}")
+        if self._item_shape is not None and items.shape[1:] != self._item_shape:
+            raise ValueError(f"items must have shape [N, {', '.join(map(str, self._item_shape))}], "
+                             f"got {list(items.shape)}")
+        if self._item_dtype is not None and items.dtype != self._item_dtype:
+            raise ValueError(f"items must have dtype {self._item_dtype}, got {items.dtype}")
+        if len(items) == 0:
+            raise ValueError("items is empty")
+        return len(items)
+
+    def _enqueue(self, items: np.ndarray, deadline: float | None) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(items, deadline, self._clock(), future))
+        self._queued_images += len(items)
+        self._observer.queue_depth(self._queued_images)
+        if len(self._queue) == 1 or self._queued_images >= self.max_batch_size:
+            self._wakeup.set()  # only the transitions the dispatcher waits for
+        return future
+
+    def _ensure_dispatcher(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._dispatch(), name="batcher")
+
+    async def _dispatch(self) -> None:
+        try:
+            while True:
+                if not self._queue:
+                    if self._closed:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                await self._wait_for_company()
+                batch = self._take_batch()
+                if batch:
+                    await self._compute(batch)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            log.exception("batch dispatcher failed; failing its queued requests")
+            raise
+        finally:
+            self._settle_all(BatcherClosed() if self._closed else ModelFailure())
+
+    async def _wait_for_company(self) -> None:
+        if self.batch_timeout_s <= 0:
+            return
+        first = self._queue[0]
+        while not self._closed and self._queued_images < self.max_batch_size:
+            remaining = first.enqueued + self.batch_timeout_s - self._clock()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                return
+
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        images = 0
+        now = self._clock()
+        while self._queue and images + self._queue[0].size <= self.max_batch_size:
+            pending = self._queue.popleft()
+            self._queued_images -= pending.size
+            if pending.future.done():  # the caller gave up (cancelled): no compute for it
+                self._observer.dropped("cancelled")
+            elif pending.deadline is not None and pending.deadline <= now:
+                pending.future.set_exception(DeadlineExceeded("while waiting in the batch queue"))
+                self._observer.dropped("deadline")
+            else:
+                batch.append(pending)
+                images += pending.size
+        self._observer.queue_depth(self._queued_images)
+        if batch:
+            self._observer.batch_started(images, [now - pending.enqueued for pending in batch])
+        return batch
+
+    async def _compute(self, batch: list[_Pending]) -> None:
+        self._inflight = batch
+        inputs = batch[0].items if len(batch) == 1 else np.concatenate([p.items for p in batch])
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._predict_fn, inputs)
+            if output_length(outputs) != len(inputs):
+                raise ValueError(f"predict returned {output_length(outputs)} results for "
+                                 f"{len(inputs)} items")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._observer.batch_finished(len(inputs), time.perf_counter() - started, False)
+            if not isinstance(exc, ServingError):
+                log.error("model failed on a batch of %d images from %d requests", len(inputs),
+                          len(batch), exc_info=exc)
+                exc = ModelFailure()
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            self._inflight = []
+            return
+        # (on cancellation `_inflight` stays set so the dispatcher's `finally` settles it)
+        self._observer.batch_finished(len(inputs), time.perf_counter() - started, True)
+        offset = 0
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_result(slice_outputs(outputs, offset, offset + pending.size))
+            offset += pending.size
+        self._inflight = []
+
+    def _settle_all(self, exc: BaseException) -> None:
+        """Every future still waiting gets `exc`: nobody waits forever."""
+        for pending in [*self._inflight, *self._queue]:
+            if not pending.future.done():
+                pending.future.set_exception(exc)
+        self._inflight = []
+        self._queue.clear()
+        self._queued_images = 0

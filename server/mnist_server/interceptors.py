@@ -1,0 +1,124 @@
+"""One grpc.aio server interceptor for every service: times and counts each RPC by method, model
+and status code, and turns exceptions into status codes through errors.to_status.
+
+So a protocol adapter only raises domain errors; metrics and the error table come for free.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+from typing import Any, Awaitable, Callable
+
+import grpc
+
+from .errors import to_status
+from .metrics import CallLabels, ServerMetrics, current_call
+
+_CODES_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _code_name(context: grpc.aio.ServicerContext, default: grpc.StatusCode) -> str:
+    """The status the RPC ended with (set by abort/set_code), else `default`."""
+    try:
+        code = context.code()
+    except Exception:  # not available on every grpc version
+        code = None
+    if isinstance(code, int):
+        code = _CODES_BY_VALUE.get(code)
+    return (code or default).name
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: ServerMetrics):
+        self._metrics = metrics
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler]],
+                                handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:  # unknown method: gRPC answers UNIMPLEMENTED itself
+                return handler
+            wrapped = self._wrapped[method] = self._wrap(handler, method.lstrip("/"))
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        latency = self._metrics.request_latency.labels(method)
+        requests = self._metrics.requests
+        inflight = self._metrics.inflight
+
+        def finish(labels: CallLabels, token, code: str, started: float) -> None:
+            with contextlib.suppress(ValueError):  # a generator may be closed from another context
+                current_call.reset(token)
+            inflight.dec()
+            latency.observe(time.perf_counter() - started)
+            requests.labels(method, labels.model, code).inc()
+
+        async def fail(exc: BaseException, context: grpc.aio.ServicerContext) -> None:
+            code, message = to_status(exc)
+            await context.abort(code, message)  # raises AbortError
+
+        def unary_response(behavior):
+            async def call(request, context):
+                labels, started = CallLabels(), time.perf_counter()
+                token = current_call.set(labels)
+                inflight.inc()
+                code = grpc.StatusCode.OK.name
+                try:
+                    try:
+                        return await behavior(request, context)
+                    except (grpc.aio.AbortError, asyncio.CancelledError):
+                        raise
+                    except Exception as exc:
+                        await fail(exc, context)
+                except grpc.aio.AbortError:
+                    code = _code_name(context, grpc.StatusCode.UNKNOWN)
+                    raise
+                except asyncio.CancelledError:
+                    code = grpc.StatusCode.CANCELLED.name
+                    raise
+                finally:
+                    finish(labels, token, code, started)
+            return call
+
+        def stream_response(behavior):
+            async def call(request, context):
+                labels, started = CallLabels(), time.perf_counter()
+                token = current_call.set(labels)
+                inflight.inc()
+                code = grpc.StatusCode.OK.name
+                try:
+                    try:
+                        result = behavior(request, context)
+                        if inspect.isasyncgen(result):
+                            async for response in result:
+                                yield response
+                        else:  # a coroutine that writes with context.write()
+                            await result
+                    except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):
+                        raise
+                    except Exception as exc:
+                        await fail(exc, context)
+                except grpc.aio.AbortError:
+                    code = _code_name(context, grpc.StatusCode.UNKNOWN)
+                    raise
+                except (asyncio.CancelledError, GeneratorExit):
+                    code = grpc.StatusCode.CANCELLED.name
+                    raise
+                finally:
+                    finish(labels, token, code, started)
+            return call
+
+        kwargs = dict(request_deserializer=handler.request_deserializer,
+                      response_serializer=handler.response_serializer)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(unary_response(handler.unary_unary), **kwargs)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(unary_response(handler.stream_unary), **kwargs)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream), **kwargs)

@@ -1,0 +1,163 @@
+"""Every Prometheus metric, defined once, plus the HTTP endpoints /metrics, /healthz and /readyz.
+
+Base units (seconds, images), low-cardinality labels: `method` is the full gRPC method name,
+`model` a configured model name (or "none" when the request named no served model), `code` the
+gRPC status code name.
+"""
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from dataclasses import dataclass
+from socketserver import ThreadingMixIn
+from typing import Callable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram,
+                               PlatformCollector, ProcessCollector, make_wsgi_app)
+
+from .batcher import BatchObserver
+
+log = logging.getLogger(__name__)
+
+PREFIX = "mnist_serving_"
+NO_MODEL = "none"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass
+class CallLabels:
+    """Filled in while an RPC runs (the interceptor creates it, the core names the model)."""
+    model: str = NO_MODEL
+
+
+# The labels of the RPC being handled in this task (None outside an RPC).
+current_call: contextvars.ContextVar[CallLabels | None] = contextvars.ContextVar("current_call", default=None)
+
+
+def label_call_model(model: str) -> None:
+    labels = current_call.get()
+    if labels is not None:
+        labels.model = model
+
+
+class ServerMetrics:
+    """All of the server's metrics in one registry (a fresh one per server: tests can make many)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        if registry is None:
+            registry = CollectorRegistry()
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+        self.registry = registry
+        r = registry
+        self.requests = Counter(PREFIX + "requests_total", "RPCs finished, by method, model and status code",
+                                ["method", "model", "code"], registry=r)
+        self.request_latency = Histogram(PREFIX + "request_latency_seconds", "RPC duration in the server",
+                                         ["method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.images = Counter(PREFIX + "images_total", "Images classified successfully", ["model"], registry=r)
+        self.queue_wait = Histogram(PREFIX + "queue_wait_seconds", "Time a request waited for its batch",
+                                    ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram(PREFIX + "batch_size", "Images per model call", ["model"],
+                                    buckets=BATCH_SIZE_BUCKETS, registry=r)
+        self.compute = Histogram(PREFIX + "compute_seconds", "Duration of one model call (one batch)",
+                                 ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge(PREFIX + "queue_depth", "Images waiting for the model", ["model"], registry=r)
+        self.inflight = Gauge(PREFIX + "inflight_requests", "RPCs being handled now", registry=r)
+        self.model_version = Gauge(PREFIX + "model_version", "Version answering by default (0: none yet)",
+                                   ["model", "device"], registry=r)
+        self.model_loads = Counter(PREFIX + "model_loads_total", "Version loads by outcome (success/failure)",
+                                   ["model", "outcome"], registry=r)
+        self.model_load_seconds = Histogram(PREFIX + "model_load_seconds", "Load plus warm-up of one version",
+                                            ["model"], buckets=LOAD_BUCKETS, registry=r)
+        self.dropped = Counter(PREFIX + "requests_dropped_total",
+                               "Requests refused or dropped before compute, by reason "
+                               "(queue_full, deadline, cancelled)", ["model", "reason"], registry=r)
+
+    def batch_observer(self, model: str) -> BatchObserver:
+        return _ModelBatchObserver(self, model)
+
+
+class _ModelBatchObserver(BatchObserver):
+    """The batcher's hooks bound to one model's label values (children resolved once)."""
+
+    def __init__(self, metrics: ServerMetrics, model: str):
+        self._depth = metrics.queue_depth.labels(model)
+        self._wait = metrics.queue_wait.labels(model)
+        self._size = metrics.batch_size.labels(model)
+        self._compute = metrics.compute.labels(model)
+        self._images = metrics.images.labels(model)
+        self._dropped = metrics.dropped
+        self._model = model
+
+    def queue_depth(self, images: int) -> None:
+        self._depth.set(images)
+
+    def batch_started(self, images: int, queue_waits_s: list[float]) -> None:
+        self._size.observe(images)
+        for wait in queue_waits_s:
+            self._wait.observe(wait)
+
+    def batch_finished(self, images: int, compute_s: float, ok: bool) -> None:
+        self._compute.observe(compute_s)
+        if ok:
+            self._images.inc(images)
+
+    def dropped(self, reason: str, requests: int = 1) -> None:
+        self._dropped.labels(self._model, reason).inc(requests)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scraper never blocks shutdown
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - scrapes every few seconds are not events
+        pass
+
+
+class HttpEndpoints:
+    """/metrics (Prometheus text), /healthz (process alive), /readyz (ready() true) on one port."""
+
+    def __init__(self, metrics: ServerMetrics, ready: Callable[[], bool]):
+        self._metrics_app = make_wsgi_app(metrics.registry)
+        self._ready = ready
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            return self._text(start_response, "200 OK", "ok\n")
+        if path == "/readyz":
+            if self._ready():
+                return self._text(start_response, "200 OK", "ready\n")
+            return self._text(start_response, "503 Service Unavailable", "not ready\n")
+        if path in ("/metrics", "/metrics/"):
+            return self._metrics_app(environ, start_response)
+        return self._text(start_response, "404 Not Found", "not found: try /metrics, /healthz, /readyz\n")
+
+    @staticmethod
+    def _text(start_response, status: str, body: str):
+        data = body.encode()
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                                ("Content-Length", str(len(data)))])
+        return [data]
+
+    def start(self, host: str, port: int) -> None:
+        self._server = make_server(host, port, self, server_class=_ThreadingWSGIServer,
+                                   handler_class=_QuietHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        self._thread.start()
+        log.info("HTTP endpoints on %s:%d (/metrics, /healthz, /readyz)", host, port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -1,0 +1,245 @@
+"""Model versions on disk -> loaded, warmed-up versions in memory, swapped atomically.
+
+Each configured model has a base path holding integer version directories (TensorFlow Serving's
+layout). Every poll serves the newest `keep_versions` complete versions: new ones are loaded and
+warmed up in a loader thread while the old ones keep answering, then published in one assignment;
+versions that fall out are closed (their batcher finishes what it accepted) and unloaded. A
+version that fails is logged, counted and not retried until its files change; the model keeps
+what it had. Dot-directories and non-integer names are never looked at.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .batcher import Batcher
+from .config import ModelSource
+from .errors import ModelLoadError, ModelNotFound, ModelUnavailable
+from .metrics import ServerMetrics
+from .model import DeviceChoice, LoadedModel
+
+log = logging.getLogger(__name__)
+
+VERSION_NAME = re.compile(r"^[0-9]{1,18}$")
+
+
+class VersionState(enum.Enum):
+    """TF Serving's ModelVersionStatus.State names, so its GetModelStatus maps one to one."""
+    START = "START"
+    LOADING = "LOADING"
+    AVAILABLE = "AVAILABLE"
+    UNLOADING = "UNLOADING"
+    END = "END"
+
+
+@dataclass
+class VersionStatus:
+    version: int
+    state: VersionState
+    error: str | None = None  # why the load failed (state END)
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """A version that takes requests: the model and the batcher in front of it."""
+    model: LoadedModel
+    batcher: Batcher
+
+
+@dataclass
+class _ModelState:
+    name: str
+    base_path: Path
+    served: dict[int, ServedVersion] = field(default_factory=dict)
+    latest: ServedVersion | None = None
+    statuses: dict[int, VersionStatus] = field(default_factory=dict)
+    failed: dict[int, tuple] = field(default_factory=dict)  # version -> files fingerprint at failure
+    scan_problem: str | None = None
+
+
+def scan_versions(base_path: Path) -> dict[int, Path]:
+    """Complete version directories under base_path (raises OSError if it cannot be listed)."""
+    versions = {}
+    with os.scandir(base_path) as entries:
+        for entry in entries:
+            if not VERSION_NAME.match(entry.name) or not entry.is_dir():
+                continue  # dot-dirs (being written), other names
+            path = Path(entry.path)
+            version = int(entry.name)
+            if version > 0 and ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()):
+                versions[version] = path
+    return versions
+
+
+def fingerprint(path: Path) -> tuple:
+    """Changes when the files that make a SavedModel change (so a fixed version is retried)."""
+    items = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                stat = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            items.append((os.path.relpath(os.path.join(root, name), path), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(items))
+
+
+class ModelRepository:
+    def __init__(self, sources: Sequence[ModelSource], *, device: DeviceChoice, keep_versions: int,
+                 make_batcher: Callable[[LoadedModel], Batcher], metrics: ServerMetrics,
+                 warm_up_sizes: tuple[int, ...] = (1, 8), drain_timeout_s: float = 30.0,
+                 loader: Callable[[str, int, Path, DeviceChoice], LoadedModel] = LoadedModel.load):
+        self._models = {s.name: _ModelState(s.name, s.base_path) for s in sources}
+        self._device = device
+        self._keep = keep_versions
+        self._make_batcher = make_batcher
+        self._metrics = metrics
+        self._warm_up_sizes = warm_up_sizes
+        self._drain_timeout_s = drain_timeout_s
+        self._loader = loader
+        self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="model-loader")
+        for name in self._models:
+            metrics.model_version.labels(name, device.kind).set(0)
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self._models)
+
+    @property
+    def device(self) -> DeviceChoice:
+        return self._device
+
+    @property
+    def ready(self) -> bool:
+        """Every configured model has a version that answers."""
+        return all(state.latest is not None for state in self._models.values())
+
+    def _state(self, name: str) -> _ModelState:
+        state = self._models.get(name)
+        if state is None:
+            raise ModelNotFound(name, available=self.model_names)
+        return state
+
+    def resolve(self, name: str, version: int | None = None) -> ServedVersion:
+        """The version to answer with (latest when `version` is None). Raises NotFound/Unavailable."""
+        state = self._state(name)
+        if version is None:
+            if state.latest is None:
+                reason = "no version loaded yet"
+                errors = [s for s in self.statuses(name) if s.error]
+                if state.scan_problem:
+                    reason += f" ({state.scan_problem})"
+                elif errors:
+                    reason += f" (version {errors[0].version} failed to load; see the server log)"
+                raise ModelUnavailable(name, reason)
+            return state.latest
+        served = state.served.get(version)
+        if served is None:
+            raise ModelNotFound(name, version, available=sorted(state.served))
+        return served
+
+    def loaded_versions(self, name: str) -> list[int]:
+        return sorted(self._state(name).served)
+
+    def statuses(self, name: str) -> list[VersionStatus]:
+        """Every version seen since start, newest first (for TF Serving's GetModelStatus)."""
+        state = self._state(name)
+        return [state.statuses[v] for v in sorted(state.statuses, reverse=True)]
+
+    async def poll_once(self) -> None:
+        for state in self._models.values():
+            try:
+                await self._sync(state)
+            except Exception:
+                log.exception("model %s: poll of %s failed", state.name, state.base_path)
+
+    async def _sync(self, state: _ModelState) -> None:
+        try:
+            on_disk = scan_versions(state.base_path)
+            if state.scan_problem:
+                log.info("model %s: base path %s readable again", state.name, state.base_path)
+            state.scan_problem = None
+        except OSError as exc:
+            problem = f"cannot list {state.base_path}: {exc.strerror or exc}"
+            if problem != state.scan_problem:
+                log.error("model %s: %s; keeping versions %s", state.name, problem, sorted(state.served))
+            state.scan_problem = problem
+            return
+        while True:
+            for version in [v for v in state.failed if v in on_disk]:
+                if fingerprint(on_disk[version]) != state.failed[version]:
+                    del state.failed[version]  # files changed: worth another try
+            candidates = sorted((v for v in on_disk if v not in state.failed), reverse=True)
+            wanted = candidates[:self._keep]
+            missing = [v for v in wanted if v not in state.served]
+            if not missing:
+                break
+            await self._load(state, missing[0], on_disk[missing[0]])
+        if any(v in state.served for v in wanted):  # never unload the last thing we can serve
+            for version in [v for v in state.served if v not in wanted]:
+                await self._unload(state, version)
+
+    async def _load(self, state: _ModelState, version: int, path: Path) -> None:
+        state.statuses[version] = VersionStatus(version, VersionState.LOADING)
+        log.info("model %s: loading version %d from %s", state.name, version, path)
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            model = await loop.run_in_executor(self._load_executor, self._load_and_warm_up,
+                                               state.name, version, path)
+        except Exception as exc:
+            message = exc.message if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
+            state.failed[version] = fingerprint(path)
+            state.statuses[version] = VersionStatus(version, VersionState.END, message)
+            self._metrics.model_loads.labels(state.name, "failure").inc()
+            log.error("model %s: version %d rejected, still serving %s: %s", state.name, version,
+                      sorted(state.served) or "nothing", message,
+                      exc_info=None if isinstance(exc, ModelLoadError) else exc)
+            return
+        seconds = time.perf_counter() - started
+        state.served[version] = ServedVersion(model, self._make_batcher(model))
+        state.statuses[version] = VersionStatus(version, VersionState.AVAILABLE)
+        self._publish_latest(state)
+        self._metrics.model_loads.labels(state.name, "success").inc()
+        self._metrics.model_load_seconds.labels(state.name).observe(seconds)
+        log.info("model %s: version %d available after %.2fs on %s (classes: %d); default version now %d",
+                 state.name, version, seconds, self._device.kind, len(model.class_names),
+                 state.latest.model.version)
+
+    def _load_and_warm_up(self, name: str, version: int, path: Path) -> LoadedModel:
+        model = self._loader(name, version, path, self._device)
+        model.warm_up(self._warm_up_sizes)
+        return model
+
+    async def _unload(self, state: _ModelState, version: int) -> None:
+        served = state.served.pop(version)
+        self._publish_latest(state)  # from here no new request can pick this version
+        state.statuses[version] = VersionStatus(version, VersionState.UNLOADING)
+        await served.batcher.close(self._drain_timeout_s)  # accepted requests finish on it
+        served.model.unload()
+        state.statuses[version] = VersionStatus(version, VersionState.END)
+        log.info("model %s: version %d unloaded", state.name, version)
+
+    def _publish_latest(self, state: _ModelState) -> None:
+        state.latest = state.served[max(state.served)] if state.served else None
+        current = state.latest.model.version if state.latest else 0
+        self._metrics.model_version.labels(state.name, self._device.kind).set(current)
+
+    async def close(self, timeout_s: float) -> None:
+        """Finishes accepted work on every version (up to timeout_s), then unloads everything."""
+        for state in self._models.values():
+            served, state.served = state.served, {}
+            self._publish_latest(state)
+            await asyncio.gather(*(s.batcher.close(timeout_s) for s in served.values()))
+            for version, item in served.items():
+                item.model.unload()
+                state.statuses[version] = VersionStatus(version, VersionState.END)
+        self._load_executor.shutdown(wait=False, cancel_futures=True)

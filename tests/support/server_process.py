@@ -1,0 +1,126 @@
+"""ServerProcess: the real `mnist-server` as a subprocess on free loopback ports.
+
+    with ServerProcess(["--model-dir", str(base)]) as server:
+        channel = grpc.insecure_channel(server.target)
+        ...
+        assert server.terminate() == 0   # SIGTERM, drain, exit code
+
+It waits until /readyz answers 200 (bounded; the server's log is in the failure message) and
+always kills the process on exit.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """(status, body) of a GET; HTTP errors are returned, not raised."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+class ServerProcess:
+    def __init__(self, flags: list[str], env: dict | None = None, *, ready_timeout: float = 90.0,
+                 wait_ready: bool = True):
+        self.flags = list(flags)
+        self.env = env
+        self.ready_timeout = ready_timeout
+        self.wait_ready = wait_ready
+        self.port = free_port()
+        self.http_port = free_port()
+        while self.http_port == self.port:
+            self.http_port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self._log_file = None
+
+    @property
+    def target(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+    def log_text(self) -> str:
+        if self._log_file is None:
+            return ""
+        return Path(self._log_file.name).read_text(errors="replace")
+
+    def __enter__(self) -> "ServerProcess":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._log_file = tempfile.NamedTemporaryFile(prefix="mnist-server-", suffix=".log", delete=False)
+        cmd = [sys.executable, "-m", "mnist_server", "--host", HOST, "--port", str(self.port),
+               "--http-port", str(self.http_port), *self.flags]
+        env = {**os.environ, **(self.env or {})}
+        self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
+        if self.wait_ready:
+            try:
+                self.wait_until_ready(self.ready_timeout)
+            except BaseException:
+                self.stop()
+                raise
+
+    def wait_until_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mnist-server exited with {self.proc.returncode} before it was ready:\n"
+                                   f"{self.log_text()[-6000:]}")
+            try:
+                if http_get(self.http_url + "/readyz", timeout=1.0)[0] == 200:
+                    return
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.05)
+        raise TimeoutError(f"mnist-server not ready within {timeout}s:\n{self.log_text()[-6000:]}")
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Sends `sig` and waits for the exit code (kills after `timeout`, then raises)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise TimeoutError(f"mnist-server did not exit within {timeout}s after {sig!r}:\n"
+                               f"{self.log_text()[-6000:]}") from None
+
+    def stop(self) -> None:
+        """Always leaves no process behind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log_file is not None:
+            self._log_file.close()
