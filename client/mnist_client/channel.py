@@ -96,7 +96,8 @@ def retry_service_config(retries: int) -> str:
     return json.dumps({"methodConfig": [method]})
 
 
-def channel_options(retries: int, tls: TlsConfig | None) -> list[tuple[str, Any]]:
+def channel_options(retries: int, tls: TlsConfig | None,
+                    own_connection: bool = False) -> list[tuple[str, Any]]:
     options: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -111,6 +112,8 @@ def channel_options(retries: int, tls: TlsConfig | None) -> list[tuple[str, Any]
     ]
     if tls is not None and tls.server_name:
         options.append(("grpc.ssl_target_name_override", tls.server_name))
+    if own_connection:  # channels otherwise share one connection per target
+        options.append(("grpc.use_local_subchannel_pool", 1))
     return options
 
 
@@ -131,8 +134,9 @@ def sync_channel(target: str, *, retries: int, tls: TlsConfig | None) -> grpc.Ch
     return grpc.secure_channel(target, tls.credentials(), options=options)
 
 
-def aio_channel(target: str, *, retries: int, tls: TlsConfig | None) -> grpc.aio.Channel:
-    options = channel_options(retries, tls)
+def aio_channel(target: str, *, retries: int, tls: TlsConfig | None,
+                own_connection: bool = False) -> grpc.aio.Channel:
+    options = channel_options(retries, tls, own_connection)
     if tls is None:
         return grpc.aio.insecure_channel(target, options=options)
     return grpc.aio.secure_channel(target, tls.credentials(), options=options)
