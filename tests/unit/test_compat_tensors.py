@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from tritonclient.grpc import InferInput, service_pb2
 
+from mnist_server.errors import InvalidInput
 from mnist_server.services.tensors import (
-    TensorError,
     kserve_raw_bytes,
     ndarray_from_kserve,
     ndarray_from_tensor_proto,
@@ -31,12 +31,12 @@ def test_accepted_shapes_give_the_same_images(shape):
 
 @pytest.mark.parametrize("shape", [(28, 28), (3, 28, 27), (3, 28, 28, 3), (3, 783), (784,)])
 def test_other_shapes_are_rejected_naming_input_and_shape(shape):
-    with pytest.raises(TensorError, match=r"input 'images' has shape \[.*\]; expected \[N, 28, 28\]"):
+    with pytest.raises(InvalidInput, match=r"input 'images' has shape \[.*\]; expected \[N, 28, 28\]"):
         to_images("images", np.zeros(shape, np.uint8))
 
 
 def test_empty_batch_is_rejected():
-    with pytest.raises(TensorError, match="holds no images"):
+    with pytest.raises(InvalidInput, match="holds no images"):
         to_images("images", np.zeros((0, 28, 28), np.uint8))
 
 
@@ -50,17 +50,17 @@ def test_floats_in_unit_range_are_scaled_to_pixels():
 def test_nan_and_infinity_are_rejected(bad):
     images = np.zeros((1, 28, 28), np.float32)
     images[0, 3, 4] = bad
-    with pytest.raises(TensorError, match="input 'x' contains NaN or infinity"):
+    with pytest.raises(InvalidInput, match="input 'x' contains NaN or infinity"):
         to_images("x", images)
 
 
 def test_floats_outside_unit_range_are_rejected_with_the_range_found():
-    with pytest.raises(TensorError, match=r"must be in \[0, 1\].*found values in \[0, 255\]"):
+    with pytest.raises(InvalidInput, match=r"must be in \[0, 1\].*found values in \[0, 255\]"):
         to_images("images", PIXELS.astype(np.float32))
 
 
 def test_integer_dtypes_other_than_uint8_are_rejected():
-    with pytest.raises(TensorError, match="dtype int32"):
+    with pytest.raises(InvalidInput, match="dtype int32"):
         to_images("images", PIXELS.astype(np.int32))
 
 
@@ -109,7 +109,7 @@ def test_uint8_int_val_out_of_range_is_rejected():
     proto = tf.make_tensor_proto(np.zeros((1, 28, 28), np.uint8))
     proto.ClearField("tensor_content")
     proto.int_val.extend([300] * 784)
-    with pytest.raises(TensorError, match=r"DT_UINT8 values must be in \[0, 255\]"):
+    with pytest.raises(InvalidInput, match=r"DT_UINT8 values must be in \[0, 255\]"):
         ndarray_from_tensor_proto("images", proto)
 
 
@@ -117,31 +117,31 @@ def test_uint8_int_val_out_of_range_is_rejected():
                                          (np.zeros((1, 28, 28), np.float16), "DT_HALF"),
                                          (np.full((1, 2), b"png"), "DT_STRING")])
 def test_unsupported_tf_dtypes_are_rejected_by_name(values, name):
-    with pytest.raises(TensorError, match=f"input 'images' has dtype {name}; expected DT_UINT8"):
+    with pytest.raises(InvalidInput, match=f"input 'images' has dtype {name}; expected DT_UINT8"):
         ndarray_from_tensor_proto("images", tf.make_tensor_proto(values))
 
 
 def test_tensor_content_of_the_wrong_size_is_rejected():
     proto = tf.make_tensor_proto(PIXELS)
     proto.tensor_content = proto.tensor_content[:-1]
-    with pytest.raises(TensorError, match="tensor_content has 2351 bytes; shape \\[3, 28, 28\\] of DT_UINT8 needs 2352"):
+    with pytest.raises(InvalidInput, match="tensor_content has 2351 bytes; shape \\[3, 28, 28\\] of DT_UINT8 needs 2352"):
         ndarray_from_tensor_proto("images", proto)
 
 
 def test_missing_values_and_too_many_values_are_rejected():
     proto = tf.make_tensor_proto(PIXELS)
     proto.ClearField("tensor_content")
-    with pytest.raises(TensorError, match="carries no values: set tensor_content or int_val"):
+    with pytest.raises(InvalidInput, match="carries no values: set tensor_content or int_val"):
         ndarray_from_tensor_proto("images", proto)
     proto.int_val.extend([0] * (PIXELS.size + 1))
-    with pytest.raises(TensorError, match="2353 values in int_val; shape \\[3, 28, 28\\] holds 2352"):
+    with pytest.raises(InvalidInput, match="2353 values in int_val; shape \\[3, 28, 28\\] holds 2352"):
         ndarray_from_tensor_proto("images", proto)
 
 
 def test_unknown_rank_is_rejected():
     proto = tf.make_tensor_proto(PIXELS)
     proto.tensor_shape.unknown_rank = True
-    with pytest.raises(TensorError, match="unknown rank"):
+    with pytest.raises(InvalidInput, match="unknown rank"):
         ndarray_from_tensor_proto("images", proto)
 
 
@@ -181,13 +181,13 @@ def test_typed_contents_decode():
 
 def test_kserve_errors_name_the_input_and_problem():
     empty = service_pb2.InferTensorContents()
-    with pytest.raises(TensorError, match="input 'images' has datatype INT32; expected UINT8"):
+    with pytest.raises(InvalidInput, match="input 'images' has datatype INT32; expected UINT8"):
         ndarray_from_kserve("images", "INT32", [1, 28, 28], empty, None)
-    with pytest.raises(TensorError, match="raw_input_contents has 5 bytes; shape \\[1, 28, 28\\] of UINT8 needs 784"):
+    with pytest.raises(InvalidInput, match="raw_input_contents has 5 bytes; shape \\[1, 28, 28\\] of UINT8 needs 784"):
         ndarray_from_kserve("images", "UINT8", [1, 28, 28], empty, b"12345")
-    with pytest.raises(TensorError, match="0 values in contents.fp32_contents; shape \\[1, 784\\] holds 784"):
+    with pytest.raises(InvalidInput, match="0 values in contents.fp32_contents; shape \\[1, 784\\] holds 784"):
         ndarray_from_kserve("images", "FP32", [1, 784], empty, None)
-    with pytest.raises(TensorError, match="UINT8 values must be in \\[0, 255\\], found 256"):
+    with pytest.raises(InvalidInput, match="UINT8 values must be in \\[0, 255\\], found 256"):
         ndarray_from_kserve("images", "UINT8", [1, 1], service_pb2.InferTensorContents(uint_contents=[256]), None)
 
 
