@@ -11,8 +11,7 @@ from pathlib import Path
 from . import __version__
 from .datasets import DATASETS, default_data_dir
 from .errors import TrainerError
-from .models import ARCHITECTURES
-from .recipes import RECIPES
+from .recipes import ARCHITECTURES, RECIPES
 
 log = logging.getLogger("mnist_trainer")
 

@@ -94,12 +94,11 @@ def file_md5(path: Path) -> str:
 
 def _load_pair(directory: Path, images_name: str, labels_name: str, n_classes: int) -> Split:
     images_path, labels_path = directory / images_name, directory / labels_name
-    images = read_idx(images_path)
-    labels = read_idx(labels_path)
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DataFileError(images_path, f"holds an array of shape {images.shape}, expected [N, 28, 28]")
-    if labels.ndim != 1:
-        raise DataFileError(labels_path, f"holds an array of shape {labels.shape}, expected [N] labels")
+    images = read_idx(images_path, ndim=3)
+    labels = read_idx(labels_path, ndim=1)
+    if images.shape[1:] != (28, 28):
+        raise DataFileError(images_path, f"holds images of {images.shape[1]}x{images.shape[2]} pixels, "
+                                         "expected 28x28")
     if len(images) != len(labels):
         raise DataFileError(labels_path, f"has {len(labels)} labels but {images_name} has {len(images)} images")
     if len(labels) and labels.max() >= n_classes:

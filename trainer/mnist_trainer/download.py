@@ -26,11 +26,13 @@ def mirrors_from_env() -> tuple[str, ...] | None:
 def ensure_files(directory: Path, spec: DatasetSpec, mirrors: tuple[str, ...] | None = None) -> None:
     """Downloads every file of `spec` missing from `directory`; files already there are used as they are."""
     mirrors = mirrors or mirrors_from_env() or spec.mirrors
-    for name, md5 in spec.md5.items():
-        target = directory / name
-        if target.is_file():
-            continue
-        fetch(name, md5, target, mirrors)
+    missing = [name for name in spec.md5 if not (directory / name).is_file()]
+    for i, name in enumerate(missing):
+        try:
+            fetch(name, spec.md5[name], directory / name, mirrors)
+        except DataMissingError as exc:
+            others = missing[i + 1:]
+            raise DataMissingError(f"{exc}" + (f" (also missing: {', '.join(others)})" if others else "")) from None
 
 
 def fetch(name: str, md5: str, target: Path, mirrors: tuple[str, ...]) -> None:
@@ -49,12 +51,14 @@ def fetch(name: str, md5: str, target: Path, mirrors: tuple[str, ...]) -> None:
             return
         except _Md5Mismatch as exc:
             failures.append(f"{url}: md5 {exc.actual}, expected {md5}")
+        except urllib.error.HTTPError as exc:
+            failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
         except (urllib.error.URLError, OSError, ValueError) as exc:
             failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
         log.warning("%s", failures[-1])
     raise DataMissingError(
         f"{name} is missing: put the file at {target} (md5 {md5}); "
-        f"downloading failed from every mirror: " + "; ".join(failures))
+        f"downloading it failed from every mirror: " + "; ".join(failures))
 
 
 class _Md5Mismatch(Exception):

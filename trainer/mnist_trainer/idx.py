@@ -40,8 +40,11 @@ def write_idx(path: Path | str, array: np.ndarray) -> Path:
     return path
 
 
-def read_idx(path: Path | str) -> np.ndarray:
-    """Reads a uint8 IDX file; every way the file can be broken raises DataFileError naming the file."""
+def read_idx(path: Path | str, ndim: int | None = None) -> np.ndarray:
+    """Reads a uint8 IDX file; every way the file can be broken raises DataFileError naming the file.
+
+    `ndim` (3 for MNIST images, 1 for labels) makes the magic number itself say which kind of file is expected.
+    """
     path = Path(path)
     try:
         with _open(path, "rb") as f:
@@ -52,10 +55,11 @@ def read_idx(path: Path | str) -> np.ndarray:
         raise DataFileError(path, f"not a readable gzip file ({_describe(exc)})") from None
     if len(raw) < 4:
         raise DataFileError(path, f"too short for an IDX header ({len(raw)} bytes)")
-    zero1, zero2, dtype, ndim = struct.unpack(">BBBB", raw[:4])
-    if zero1 or zero2 or dtype != UBYTE_TYPE or ndim == 0:
-        raise DataFileError(path, f"wrong magic number 0x{raw[:4].hex()} "
-                                  "(expected 0x000008NN: unsigned bytes, NN dimensions)")
+    zero1, zero2, dtype, file_ndim = struct.unpack(">BBBB", raw[:4])
+    if zero1 or zero2 or dtype != UBYTE_TYPE or file_ndim == 0 or (ndim and file_ndim != ndim):
+        expected = f"0x{UBYTE_TYPE:06x}{ndim:02x}" if ndim else "0x000008NN (unsigned bytes, NN dimensions)"
+        raise DataFileError(path, f"wrong magic number 0x{raw[:4].hex()}, expected {expected}")
+    ndim = file_ndim
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
         raise DataFileError(path, f"header ends early: {ndim} dimensions need {header_size} bytes")

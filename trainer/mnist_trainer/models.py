@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import keras
 
-ARCHITECTURES = ("cnn", "linear")
-
 
 def build_cnn(n_classes: int = 10) -> keras.Model:
     """The tutorial network: conv 5x5x16 -> pool -> conv 5x5x36 -> pool -> dense 128 -> dense 10.

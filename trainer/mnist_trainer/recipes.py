@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+ARCHITECTURES = ("cnn", "linear")
 RECIPES = ("default", "tutorial")
 
 
