@@ -8,7 +8,9 @@ offsets and settles every waiting future: with a result, an exception, or a canc
 Batches form in two ways: while the model computes, new requests queue up and all go together in
 the next call; and when the model is idle, the first request may wait up to `batch_timeout_s` for
 company (0 = run at once). `predict_fn` maps an array of N items to either an array/sequence of
-length N or a dict of arrays each of leading length N; the lengths are checked.
+length N or a dict of arrays each of leading length N; the lengths are checked. When the model
+raises on a batch of several requests, each is retried alone, so only the one that breaks the
+model fails.
 """
 from __future__ import annotations
 
@@ -213,11 +215,12 @@ class Batcher:
         while self._queue and images + self._queue[0].size <= self.max_batch_size:
             pending = self._queue.popleft()
             self._queued_images -= pending.size
-            if pending.future.done():  # the caller gave up (cancelled): no compute for it
-                self._observer.dropped("cancelled")
-            elif pending.deadline is not None and pending.deadline <= now:
-                pending.future.set_exception(DeadlineExceeded("while waiting in the batch queue"))
+            if pending.deadline is not None and pending.deadline <= now:
+                if not pending.future.done():
+                    pending.future.set_exception(DeadlineExceeded("while waiting in the batch queue"))
                 self._observer.dropped("deadline")
+            elif pending.future.done():  # the caller gave up (cancelled): no compute for it
+                self._observer.dropped("cancelled")
             else:
                 batch.append(pending)
                 images += pending.size
@@ -229,34 +232,51 @@ class Batcher:
     async def _compute(self, batch: list[_Pending]) -> None:
         self._inflight = batch
         inputs = batch[0].items if len(batch) == 1 else np.concatenate([p.items for p in batch])
-        started = time.perf_counter()
-        loop = asyncio.get_running_loop()
         try:
-            outputs = await loop.run_in_executor(self._executor, self._predict_fn, inputs)
-            if output_length(outputs) != len(inputs):
-                raise ValueError(f"predict returned {output_length(outputs)} results for "
-                                 f"{len(inputs)} items")
-        except asyncio.CancelledError:
-            raise
+            outputs = await self._call_model(inputs)
         except Exception as exc:
-            self._observer.batch_finished(len(inputs), time.perf_counter() - started, False)
-            if not isinstance(exc, ServingError):
-                log.error("model failed on a batch of %d images from %d requests", len(inputs),
-                          len(batch), exc_info=exc)
-                exc = ModelFailure()
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
+            if len(batch) == 1:
+                self._fail(batch[0], exc, len(inputs))
+            else:  # find the request that breaks the model: the others must not fail with it
+                log.warning("model failed on a batch of %d requests; retrying them one by one", len(batch))
+                for pending in batch:
+                    if pending.future.done():
+                        continue
+                    try:
+                        alone = await self._call_model(pending.items)
+                    except Exception as exc_alone:
+                        self._fail(pending, exc_alone, pending.size)
+                    else:
+                        pending.future.set_result(alone)
             self._inflight = []
             return
         # (on cancellation `_inflight` stays set so the dispatcher's `finally` settles it)
-        self._observer.batch_finished(len(inputs), time.perf_counter() - started, True)
         offset = 0
         for pending in batch:
             if not pending.future.done():
                 pending.future.set_result(slice_outputs(outputs, offset, offset + pending.size))
             offset += pending.size
         self._inflight = []
+
+    async def _call_model(self, inputs: np.ndarray) -> Any:
+        """predict_fn in the executor, outputs' length checked; observed either way."""
+        started = time.perf_counter()
+        ok = False
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict_fn, inputs)
+            if output_length(outputs) != len(inputs):
+                raise ValueError(f"predict returned {output_length(outputs)} results for {len(inputs)} items")
+            ok = True
+            return outputs
+        finally:
+            self._observer.batch_finished(len(inputs), time.perf_counter() - started, ok)
+
+    def _fail(self, pending: _Pending, exc: Exception, images: int) -> None:
+        if not isinstance(exc, ServingError):
+            log.error("model failed on %d images", images, exc_info=exc)
+            exc = ModelFailure()
+        if not pending.future.done():
+            pending.future.set_exception(exc)
 
     def _settle_all(self, exc: BaseException) -> None:
         """Every future still waiting gets `exc`: nobody waits forever."""

@@ -30,6 +30,14 @@ def _code_name(context: grpc.aio.ServicerContext, default: grpc.StatusCode) -> s
     return (code or default).name
 
 
+def _cancel_code(context: grpc.aio.ServicerContext) -> str:
+    """gRPC cancels the handler both when the client gives up and when its deadline passes."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED.name
+    return grpc.StatusCode.CANCELLED.name
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: ServerMetrics):
         self._metrics = metrics
@@ -79,7 +87,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                     code = _code_name(context, grpc.StatusCode.UNKNOWN)
                     raise
                 except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED.name
+                    code = _cancel_code(context)
                     raise
                 finally:
                     finish(labels, token, code, started)
@@ -107,7 +115,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                     code = _code_name(context, grpc.StatusCode.UNKNOWN)
                     raise
                 except (asyncio.CancelledError, GeneratorExit):
-                    code = grpc.StatusCode.CANCELLED.name
+                    code = _cancel_code(context)
                     raise
                 finally:
                     finish(labels, token, code, started)
