@@ -33,13 +33,19 @@ class AsyncMnistClient:
     def __init__(self, target: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
                  retries: int = DEFAULT_RETRIES, tls: TlsConfig | bool | None = None,
                  token: str | None = None, model: str = "", chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 max_chunks_in_flight: int = DEFAULT_MAX_CHUNKS_IN_FLIGHT) -> None:
+                 max_chunks_in_flight: int = DEFAULT_MAX_CHUNKS_IN_FLIGHT,
+                 health_check: bool = True) -> None:
         self._settings = ClientSettings.build(
             target, timeout=timeout, retries=retries, tls=tls, token=token, model=model,
-            chunk_size=chunk_size, max_chunks_in_flight=max_chunks_in_flight)
-        self._channel = aio_channel(self._settings.target, retries=retries, tls=self._settings.tls)
+            chunk_size=chunk_size, max_chunks_in_flight=max_chunks_in_flight,
+            health_check=health_check)
+        self._channel = aio_channel(self._settings.target, retries=retries, tls=self._settings.tls,
+                                     health_check=health_check)
         self._stub = ClassifierStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        # Health checks go over a channel that does not itself wait for the server to be healthy.
+        self._health_channel = aio_channel(self._settings.target, retries=0, tls=self._settings.tls,
+                                            health_check=False)
+        self._health = health_pb2_grpc.HealthStub(self._health_channel)
 
     @property
     def target(self) -> str:
@@ -126,6 +132,7 @@ class AsyncMnistClient:
 
     async def close(self) -> None:
         await self._channel.close()
+        await self._health_channel.close()
 
     async def __aenter__(self) -> AsyncMnistClient:
         return self

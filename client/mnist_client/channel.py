@@ -1,8 +1,14 @@
 """Channel settings shared by the sync client, the asyncio client and the load tester.
 
-Retries are gRPC's own (the ``retryPolicy`` of the service config, gRFC A6): exponential
-backoff with full jitter on UNAVAILABLE, and ``waitForReady`` so a call made while the server
-is restarting waits for it (within its deadline) instead of failing at once.
+Robustness comes from gRPC's own service config, not hand-written loops:
+- ``retryPolicy`` (gRFC A6): exponential backoff with full jitter on UNAVAILABLE;
+- ``waitForReady``: a call made while the server is unreachable waits for it (within its
+  deadline) instead of failing at once;
+- ``healthCheckConfig`` (gRFC A17): the channel watches the server's health service and sends
+  calls only while it reports SERVING, so a server that is still loading its model, or draining
+  before a restart, is waited for instead of answering UNAVAILABLE. This needs the health
+  service to be reachable without a token (the server's default); pass ``health_check=False``
+  otherwise.
 """
 from __future__ import annotations
 
@@ -20,8 +26,9 @@ TARGET_ENV = "MNIST_CLIENT_TARGET"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 4  # gRPC caps maxAttempts (first try + retries) at 5
-# The largest message either side sends or accepts; the server's default receive limit is the same.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# The largest message the client sends or accepts: the server's default receive limit
+# (mnist-server --max-receive-message-bytes). Chunking keeps requests far below it.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 INITIAL_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 2.0
 BACKOFF_MULTIPLIER = 2.0
@@ -79,11 +86,15 @@ def resolve_tls(tls: TlsConfig | bool | None) -> TlsConfig | None:
     return tls
 
 
-def retry_service_config(retries: int) -> str:
-    """The service config JSON: wait for a ready connection, retry UNAVAILABLE ``retries`` times."""
+def service_config(retries: int, health_check: bool = True) -> str:
+    """The service config JSON: wait for a ready (and healthy) server, retry UNAVAILABLE."""
     if not 0 <= retries <= MAX_RETRIES:
         raise ValueError(f"retries must be between 0 and {MAX_RETRIES} (gRPC allows 5 attempts), "
                          f"got {retries}")
+    config: dict[str, Any] = {}
+    if health_check:  # round_robin: the policy that honours client-side health checks
+        config["loadBalancingConfig"] = [{"round_robin": {}}]
+        config["healthCheckConfig"] = {"serviceName": SERVICE}
     method: dict[str, Any] = {"name": [{"service": SERVICE}], "waitForReady": True}
     if retries:
         method["retryPolicy"] = {
@@ -93,15 +104,16 @@ def retry_service_config(retries: int) -> str:
             "backoffMultiplier": BACKOFF_MULTIPLIER,
             "retryableStatusCodes": ["UNAVAILABLE"],
         }
-    return json.dumps({"methodConfig": [method]})
+    config["methodConfig"] = [method]
+    return json.dumps(config)
 
 
-def channel_options(retries: int, tls: TlsConfig | None,
+def channel_options(retries: int, tls: TlsConfig | None, *, health_check: bool = True,
                     own_connection: bool = False) -> list[tuple[str, Any]]:
     options: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.service_config", retry_service_config(retries)),
+        ("grpc.service_config", service_config(retries, health_check)),
         ("grpc.enable_retries", 1 if retries else 0),
         ("grpc.per_rpc_retry_buffer_size", PER_CALL_RETRY_BUFFER_BYTES),
         ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
@@ -127,16 +139,17 @@ def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-def sync_channel(target: str, *, retries: int, tls: TlsConfig | None) -> grpc.Channel:
-    options = channel_options(retries, tls)
+def sync_channel(target: str, *, retries: int, tls: TlsConfig | None,
+                 health_check: bool = True) -> grpc.Channel:
+    options = channel_options(retries, tls, health_check=health_check)
     if tls is None:
         return grpc.insecure_channel(target, options=options)
     return grpc.secure_channel(target, tls.credentials(), options=options)
 
 
-def aio_channel(target: str, *, retries: int, tls: TlsConfig | None,
+def aio_channel(target: str, *, retries: int, tls: TlsConfig | None, health_check: bool = True,
                 own_connection: bool = False) -> grpc.aio.Channel:
-    options = channel_options(retries, tls, own_connection)
+    options = channel_options(retries, tls, health_check=health_check, own_connection=own_connection)
     if tls is None:
         return grpc.aio.insecure_channel(target, options=options)
     return grpc.aio.secure_channel(target, tls.credentials(), options=options)

@@ -32,18 +32,28 @@ class MnistClient:
     ``tls`` is ``True`` (system roots) or a ``TlsConfig``; ``token`` is sent as
     ``authorization: Bearer <token>``. ``target`` defaults to ``$MNIST_CLIENT_TARGET`` or
     ``127.0.0.1:8500``. Failures raise ``ClientError``.
+
+    With ``health_check`` (the default) the channel watches the server's gRPC health service
+    and holds calls (within their deadline) while the server is loading its model or draining
+    before a restart; turn it off for a server whose health service needs a token.
     """
 
     def __init__(self, target: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
                  retries: int = DEFAULT_RETRIES, tls: TlsConfig | bool | None = None,
                  token: str | None = None, model: str = "", chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 max_chunks_in_flight: int = DEFAULT_MAX_CHUNKS_IN_FLIGHT) -> None:
+                 max_chunks_in_flight: int = DEFAULT_MAX_CHUNKS_IN_FLIGHT,
+                 health_check: bool = True) -> None:
         self._settings = ClientSettings.build(
             target, timeout=timeout, retries=retries, tls=tls, token=token, model=model,
-            chunk_size=chunk_size, max_chunks_in_flight=max_chunks_in_flight)
-        self._channel = sync_channel(self._settings.target, retries=retries, tls=self._settings.tls)
+            chunk_size=chunk_size, max_chunks_in_flight=max_chunks_in_flight,
+            health_check=health_check)
+        self._channel = sync_channel(self._settings.target, retries=retries, tls=self._settings.tls,
+                                     health_check=health_check)
         self._stub = ClassifierStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        # Health checks go over a channel that does not itself wait for the server to be healthy.
+        self._health_channel = sync_channel(self._settings.target, retries=0, tls=self._settings.tls,
+                                            health_check=False)
+        self._health = health_pb2_grpc.HealthStub(self._health_channel)
 
     @property
     def target(self) -> str:
@@ -151,6 +161,7 @@ class MnistClient:
 
     def close(self) -> None:
         self._channel.close()
+        self._health_channel.close()
 
     def __enter__(self) -> MnistClient:
         return self

@@ -23,19 +23,22 @@ class ClientSettings:
     model: str
     chunk_size: int
     max_chunks_in_flight: int
+    health_check: bool
 
     @classmethod
     def build(cls, target: str | None, *, timeout: float = DEFAULT_TIMEOUT,
               retries: int = DEFAULT_RETRIES, tls: TlsConfig | bool | None = None,
               token: str | None = None, model: str = "", chunk_size: int = DEFAULT_CHUNK_SIZE,
-              max_chunks_in_flight: int = DEFAULT_MAX_CHUNKS_IN_FLIGHT) -> ClientSettings:
+              max_chunks_in_flight: int = DEFAULT_MAX_CHUNKS_IN_FLIGHT,
+              health_check: bool = True) -> ClientSettings:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         if chunk_size < 1 or max_chunks_in_flight < 1:
             raise ValueError("chunk_size and max_chunks_in_flight must be at least 1")
         return cls(target=target or default_target(), timeout=timeout, retries=retries,
                    tls=resolve_tls(tls), metadata=auth_metadata(token), model=model,
-                   chunk_size=chunk_size, max_chunks_in_flight=max_chunks_in_flight)
+                   chunk_size=chunk_size, max_chunks_in_flight=max_chunks_in_flight,
+                   health_check=health_check)
 
     def deadline(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else timeout

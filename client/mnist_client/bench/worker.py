@@ -23,7 +23,8 @@ START_TIMEOUT_S = 120.0
 
 async def run(plan: WorkerPlan, ready: Any, go: Any, start_at: Any, counters: Any) -> dict:
     config = plan.config
-    channels = [aio_channel(config.target, retries=0, tls=config.tls, own_connection=True)
+    channels = [aio_channel(config.target, retries=0, tls=config.tls, health_check=False,
+                            own_connection=True)
                 for _ in range(config.connections)]
     try:
         for channel in channels:
