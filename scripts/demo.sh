@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# make demo: train (or reuse) a model, start the server, classify sample digits through the client, stop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+DATA_DIR=${MNIST_DATA_DIR:-}
+if [ -z "$DATA_DIR" ] && [ -f ../shared/data/mnist/t10k-images-idx3-ubyte.gz ]; then
+  DATA_DIR=../shared/data/mnist
+fi
+DATA_DIR=${DATA_DIR:-$HOME/.cache/mnist-serving/mnist}   # the trainer downloads into it when empty
+MODEL_DIR=${DEMO_MODEL_DIR:-.cache/models/mnist}
+PORT=${DEMO_PORT:-8500}
+HTTP_PORT=${DEMO_HTTP_PORT:-8501}
+# A short training budget keeps the demo quick; `DEMO_TRAIN_ARGS= make demo` uses the full default recipe.
+TRAIN_ARGS=${DEMO_TRAIN_ARGS---epochs 1}
+TARGET=127.0.0.1:$PORT
+mkdir -p .cache
+
+echo "== 1. train, or reuse the newest version in $MODEL_DIR"
+# shellcheck disable=SC2086
+$BIN/mnist-trainer --data-dir "$DATA_DIR" --model-dir "$MODEL_DIR" --skip-if-exists $TRAIN_ARGS
+
+echo "== 2. start the server on $TARGET (log: .cache/demo-server.log)"
+$BIN/mnist-server --model-dir "$MODEL_DIR" --host 127.0.0.1 --port "$PORT" --http-port "$HTTP_PORT" \
+  >.cache/demo-server.log 2>&1 &
+server_pid=$!
+stop_server() {
+  kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" || true
+  echo "== server stopped"
+}
+trap stop_server EXIT
+for _ in $(seq 60); do
+  $BIN/mnist-client --target "$TARGET" health >/dev/null 2>&1 && break
+  kill -0 "$server_pid" 2>/dev/null || { cat .cache/demo-server.log; exit 1; }
+  sleep 1
+done
+$BIN/mnist-client --target "$TARGET" health
+
+echo "== 3. what it serves"
+$BIN/mnist-client --target "$TARGET" info
+
+echo "== 4. classify scanned-looking PNG digits (file names carry the true label)"
+$BIN/python scripts/sample_digits.py "$DATA_DIR" .cache/demo-digits
+$BIN/mnist-client --target "$TARGET" classify .cache/demo-digits/*.png
+
+echo "== 5. classify 1,000 test images straight from the IDX file"
+$BIN/mnist-client --target "$TARGET" classify --count 1000 \
+  --idx "$DATA_DIR/t10k-images-idx3-ubyte.gz" --labels "$DATA_DIR/t10k-labels-idx1-ubyte.gz"
