@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, when missing. Idempotent.
 set -euo pipefail
-packages=(nginx libb64-0d openssl)
+# docker.io docker-compose debootstrap: the e2e stage (tests/e2e) builds and runs the containers.
+# prometheus: its promtool checks deploy/prometheus/ (tests/unit/test_prometheus_config.py).
+packages=(nginx libb64-0d openssl docker.io docker-compose debootstrap prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,3 +18,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # nginx's package starts a service we do not want listening on :80.
 if command -v nginx >/dev/null; then nginx -s quit 2>/dev/null || true; fi
+# Likewise a freshly installed Prometheus, where an init system started it (the tests need only promtool).
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl disable --now prometheus.service 2>/dev/null || true
+fi
