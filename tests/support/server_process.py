@@ -124,3 +124,20 @@ class ServerProcess:
                 self.proc.wait()
         if self._log_file is not None:
             self._log_file.close()
+
+
+def scrape_metrics(http_url: str) -> dict[tuple[str, tuple], float]:
+    """Every sample on /metrics: {(name, sorted label items): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, text = http_get(http_url + "/metrics")
+    assert status == 200, f"/metrics answered {status}"
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def metric(samples: dict, name: str, **labels: str) -> float:
+    """Sum of the samples called `name` whose labels include `labels` (0 when none)."""
+    wanted = set(labels.items())
+    return sum(value for (sample_name, items), value in samples.items()
+               if sample_name == name and wanted <= set(items))
