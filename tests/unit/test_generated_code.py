@@ -1,0 +1,38 @@
+"""The checked-in gRPC code is exactly what `python proto/generate.py` makes from proto/ today."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHECKED_IN = REPO_ROOT / "client"
+PACKAGE = "mnist_serving"
+
+
+def _load_generator():
+    spec = importlib.util.spec_from_file_location("proto_generate", REPO_ROOT / "proto" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _generated_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / PACKAGE).rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+def test_checked_in_code_matches_a_fresh_generation(tmp_path):
+    assert _load_generator().generate(tmp_path) == 0
+    fresh, checked_in = _generated_files(tmp_path), _generated_files(CHECKED_IN)
+    assert fresh, "the generator produced nothing"
+    assert sorted(fresh) == sorted(checked_in), "generated files differ: run `make proto`"
+    stale = [name for name in fresh if fresh[name] != checked_in[name]]
+    assert not stale, f"stale generated code (run `make proto` and commit): {stale}"
+
+
+def test_every_proto_file_is_generated(tmp_path):
+    generator = _load_generator()
+    assert generator.generate(tmp_path) == 0
+    for proto in generator.proto_files():
+        module = tmp_path / proto.replace(".proto", "_pb2.py")
+        assert module.is_file(), f"{proto} produced no {module.name}"
