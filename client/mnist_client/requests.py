@@ -39,12 +39,13 @@ def normalize(images: Images) -> np.ndarray | list[Item]:
 
 
 def _array_batch(array: np.ndarray) -> np.ndarray:
+    given = list(array.shape)
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim == 2:
         array = array[np.newaxis]
     if array.ndim != 3 or array.shape[1:] != (SIDE, SIDE):
-        raise invalid_input(f"expected images of shape [28, 28] or [N, 28, 28], got {list(array.shape)}")
+        raise invalid_input(f"expected images of shape [28, 28] or [N, 28, 28], got {given}")
     try:
         return np.ascontiguousarray(as_uint8(array))
     except ValueError as exc:
