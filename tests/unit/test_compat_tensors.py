@@ -105,12 +105,14 @@ def test_a_short_typed_field_repeats_its_last_value_like_tensorflow():
     np.testing.assert_array_equal(decoded, tf.make_ndarray(proto))
 
 
-def test_uint8_int_val_out_of_range_is_rejected():
-    proto = tf.make_tensor_proto(np.zeros((1, 28, 28), np.uint8))
+def test_uint8_int_val_keeps_the_low_byte_like_tensorflow():
+    """perf_analyzer sends each uint8 pixel as an int32 whose upper three bytes are garbage;
+    TensorFlow Serving keeps the low byte, so must we."""
+    garbage = RNG.integers(-2**31, 2**31 - 256, size=PIXELS.size, dtype=np.int64) & ~0xFF
+    proto = tf.make_tensor_proto(PIXELS)
     proto.ClearField("tensor_content")
-    proto.int_val.extend([300] * 784)
-    with pytest.raises(InvalidInput, match=r"DT_UINT8 values must be in \[0, 255\]"):
-        ndarray_from_tensor_proto("images", proto)
+    proto.int_val.extend((garbage | PIXELS.ravel()).astype(np.int32).tolist())
+    np.testing.assert_array_equal(ndarray_from_tensor_proto("images", proto), PIXELS)
 
 
 @pytest.mark.parametrize("values,name", [(np.zeros((1, 28, 28), np.int32), "DT_INT32"),

@@ -40,7 +40,7 @@ def to_images(name: str, array: np.ndarray) -> np.ndarray:
     low, high = float(array.min()), float(array.max())
     if low < 0.0 or high > 1.0:
         raise InvalidInput(f"input '{name}': float pixels must be in [0, 1] (pixel / 255), found values "
-                          f"in [{low:g}, {high:g}]; send uint8 for 0-255 pixels")
+                           f"in [{low:g}, {high:g}]; send uint8 for 0-255 pixels")
     return np.rint(array * 255.0).astype(np.uint8)
 
 
@@ -67,12 +67,12 @@ def tf_dtype_name(dtype: int) -> str:
 
 
 def ndarray_from_tensor_proto(name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """TensorProto (tensor_content or the typed *_val field) -> numpy, with TF's own rules:
-    a typed field shorter than the shape repeats its last value (how tf.make_tensor_proto
-    encodes constants). Only the dtypes this model can take are accepted."""
+    """TensorProto (tensor_content or the typed *_val field) -> numpy, with TensorFlow's own rules:
+    a typed field shorter than the shape repeats its last value (how tf.make_tensor_proto encodes
+    constants), DT_UINT8 int_val keeps the low 8 bits. Only dtypes this model can take are accepted."""
     if proto.dtype not in _TF_INPUT_TYPES:
         raise InvalidInput(f"input '{name}' has dtype {tf_dtype_name(proto.dtype)}; expected DT_UINT8 "
-                          "(0-255) or DT_FLOAT (0-1)")
+                           "(0-255) or DT_FLOAT (0-1)")
     dtype, field = _TF_INPUT_TYPES[proto.dtype]
     if proto.tensor_shape.unknown_rank:
         raise InvalidInput(f"input '{name}' has unknown rank; give its shape")
@@ -84,20 +84,18 @@ def ndarray_from_tensor_proto(name: str, proto: tensor_pb2.TensorProto) -> np.nd
         expected = count * dtype.itemsize
         if len(proto.tensor_content) != expected:
             raise InvalidInput(f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes; "
-                              f"shape {shape} of {tf_dtype_name(proto.dtype)} needs {expected}")
+                               f"shape {shape} of {tf_dtype_name(proto.dtype)} needs {expected}")
         return np.frombuffer(proto.tensor_content, dtype.newbyteorder("<")).reshape(shape)
     values = getattr(proto, field)
     if len(values) == 0:
         raise InvalidInput(f"input '{name}' carries no values: set tensor_content or {field} "
-                          f"for {tf_dtype_name(proto.dtype)}")
+                           f"for {tf_dtype_name(proto.dtype)}")
     if len(values) > count:
         raise InvalidInput(f"input '{name}' has {len(values)} values in {field}; shape {shape} holds {count}")
     if dtype == np.uint8:
-        wide = np.asarray(values, np.int64)
-        if wide.min() < 0 or wide.max() > 255:
-            raise InvalidInput(f"input '{name}': DT_UINT8 values must be in [0, 255], found "
-                              f"[{wide.min()}, {wide.max()}]")
-        flat = wide.astype(np.uint8)
+        # int_val is int32; TensorFlow (so TF Serving) keeps the low 8 bits of each value. Clients
+        # rely on it: perf_analyzer copies one byte into an uninitialised int32 per pixel.
+        flat = (np.asarray(values, np.int64) & 0xFF).astype(np.uint8)
     else:
         flat = np.asarray(values, dtype)
     if len(flat) < count:
@@ -137,7 +135,7 @@ def ndarray_from_kserve(name: str, datatype: str, shape: list[int], contents, ra
     request uses typed `contents`); `contents` is an InferTensorContents."""
     if datatype not in _KSERVE_INPUT_TYPES:
         raise InvalidInput(f"input '{name}' has datatype {datatype or '(empty)'}; expected UINT8 (0-255) "
-                          "or FP32 (0-1)")
+                           "or FP32 (0-1)")
     dtype, field = _KSERVE_INPUT_TYPES[datatype]
     if any(size < 0 for size in shape):
         raise InvalidInput(f"input '{name}' has shape {shape} with a negative dimension")
@@ -146,12 +144,12 @@ def ndarray_from_kserve(name: str, datatype: str, shape: list[int], contents, ra
         expected = count * dtype.itemsize
         if len(raw) != expected:
             raise InvalidInput(f"input '{name}': raw_input_contents has {len(raw)} bytes; shape {shape} "
-                              f"of {datatype} needs {expected}")
+                               f"of {datatype} needs {expected}")
         return np.frombuffer(raw, dtype.newbyteorder("<")).reshape(shape)
     values = getattr(contents, field)
     if len(values) != count:
         raise InvalidInput(f"input '{name}' has {len(values)} values in contents.{field}; shape {shape} "
-                          f"holds {count}")
+                           f"holds {count}")
     if dtype == np.uint8:
         wide = np.asarray(values, np.int64)
         if count and wide.max() > 255:
