@@ -18,12 +18,12 @@ from .interceptors import MetricsInterceptor
 from .metrics import HttpEndpoints, ServerMetrics
 from .model import LoadedModel, configure_tensorflow
 from .repository import ModelRepository
-from .services import classifier
+from .services import classifier, kserve, tfserving
 
 log = logging.getLogger(__name__)
 
 # Protocol adapters on the gRPC port; each has add_to_server(server, core, settings) -> service names.
-ADAPTERS = (classifier,)
+ADAPTERS = (classifier, tfserving, kserve)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -70,7 +70,8 @@ class ModelServer:
         s = self.settings
         return Batcher(model.predict, max_batch_size=s.max_batch_size, batch_timeout_s=s.batch_timeout_s,
                        max_queue_images=s.max_queue_images, executor=self.model_executor,
-                       observer=self.metrics.batch_observer(model.name),
+                       observer=self.core.statistics.observer(model.name, model.version,
+                                                              self.metrics.batch_observer(model.name)),
                        item_shape=model.input_shape[1:], item_dtype=np.uint8)
 
     async def start(self) -> None:

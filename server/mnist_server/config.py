@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 
 ENV_PREFIX = "MNIST_SERVER_"
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+VERSION_LABEL_PATTERN = re.compile(r"^(?:(?P<model>[^:=,]+):)?(?P<label>[A-Za-z][A-Za-z0-9_.-]{0,63})=(?P<version>[0-9]+)$")
 
 
 class ConfigError(ValueError):
@@ -25,6 +26,14 @@ class ConfigError(ValueError):
 class ModelSource:
     name: str
     base_path: Path
+
+
+@dataclass(frozen=True)
+class VersionLabel:
+    """TF Serving's model_spec.version_label: a name for one version of one model."""
+    model: str
+    label: str
+    version: int
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class Settings:
     max_images_per_request: int = 4096
     max_encoded_bytes: int = 4 * 1024 * 1024
     max_decoded_pixels: int = 16 * 1024 * 1024
+    version_labels: tuple[VersionLabel, ...] = ()
 
     @property
     def grpc_address(self) -> str:
@@ -152,6 +162,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--max-decoded-pixels", type=_positive_int, default=16 * 1024 * 1024,
         help="largest width*height of a PNG/JPEG, checked before decoding (default %(default)s)")
 
+    add("--version-labels", default="",
+        help="TF Serving version labels, comma-separated LABEL=VERSION for the default model or "
+             "MODEL:LABEL=VERSION, e.g. stable=3,canary=4")
     add("--log-format", choices=("text", "json"), default="text", help="(default %(default)s)")
     add("--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO",
         help="(default %(default)s)")
@@ -163,6 +176,19 @@ def _parse_model_spec(text: str) -> ModelSource:
     if not sep or not name or not path:
         raise ConfigError(f"--model expects NAME=PATH, got {text!r}")
     return ModelSource(name.strip(), Path(path.strip()))
+
+
+def _parse_version_labels(text: str, default_model: str) -> tuple[VersionLabel, ...]:
+    labels = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        match = VERSION_LABEL_PATTERN.match(item)
+        if not match or int(match["version"]) < 1:
+            raise ConfigError(f"--version-labels expects LABEL=VERSION or MODEL:LABEL=VERSION with a positive "
+                              f"version, got {item!r}")
+        labels.append(VersionLabel(match["model"] or default_model, match["label"], int(match["version"])))
+    return tuple(labels)
 
 
 def parse_settings(argv: Sequence[str] | None = None,
@@ -190,6 +216,7 @@ def parse_settings(argv: Sequence[str] | None = None,
         max_receive_message_bytes=args.max_receive_message_bytes,
         max_images_per_request=args.max_images_per_request,
         max_encoded_bytes=args.max_encoded_bytes, max_decoded_pixels=args.max_decoded_pixels,
+        version_labels=_parse_version_labels(args.version_labels, sources[0].name if sources else args.model_name),
     )
     validate(settings)
     return settings
@@ -211,6 +238,13 @@ def validate(settings: Settings) -> None:
         if not source.base_path.is_dir():
             raise ConfigError(f"model base path {str(source.base_path)!r} for model {source.name!r} "
                               "is not a directory")
+    labelled = set()
+    for entry in settings.version_labels:
+        if entry.model not in seen:
+            raise ConfigError(f"--version-labels names model {entry.model!r}, which is not served")
+        if (entry.model, entry.label) in labelled:
+            raise ConfigError(f"--version-labels gives label {entry.label!r} of model {entry.model!r} twice")
+        labelled.add((entry.model, entry.label))
     if settings.port == settings.http_port:
         raise ConfigError(f"--port and --http-port are both {settings.port}")
     if settings.max_images_per_request > settings.max_queue_images:

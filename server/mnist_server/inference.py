@@ -15,6 +15,7 @@ from .errors import DeadlineExceeded, InvalidInput, ModelNotFound
 from .metrics import NO_MODEL, label_call_model
 from .model import SignatureDescription
 from .repository import ModelRepository, VersionStatus
+from .statistics import StatisticsBook
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class InferenceCore:
         self.max_images_per_request = max_images_per_request
         self.max_batch_size = max_batch_size
         self.clock = clock  # deadlines are absolute times on this clock
+        self.statistics = StatisticsBook()  # per-version counts (KServe ModelStatistics); batchers feed it
         self._draining = False
         self._drain_callbacks: set[Callable[[], None]] = set()
 
