@@ -83,12 +83,15 @@ def test_export_layout_labels_and_metadata(exported_model):
     assert not (version / "report").exists()  # --no-report
 
 
-def test_second_export_is_version_2_with_report(model_base_path, synthetic_data_dir):
+def test_second_export_is_version_2_same_seed_same_weights_with_report(model_base_path, synthetic_data_dir):
+    # The same flags as the `exported_model` fixture, this time with the report.
     result = trainer("--data-dir", synthetic_data_dir, "--model-dir", model_base_path,
-                     "--steps", 20, "--log-every", 10, "--seed", 3)
+                     "--steps", 150, "--batch-size", 64, "--seed", 1, "--log-every", 50)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in model_base_path.iterdir()) == ["1", "2"]
-    assert "step 10/20" in result.stdout and "images/s" in result.stdout and "exported version 2" in result.stdout
+    assert "step 50/150" in result.stdout and "images/s" in result.stdout and "exported version 2" in result.stdout
+    weights = "variables/variables.data-00000-of-00001"
+    assert (model_base_path / "1" / weights).read_bytes() == (model_base_path / "2" / weights).read_bytes()
     report = model_base_path / "2" / "report"
     pngs = ["confusion_matrix.png", "misclassified.png", "conv1_filters.png", "conv1_outputs.png",
             "conv2_outputs.png"]
@@ -145,4 +148,22 @@ def test_bad_data_file_one_error_line_nothing_exported(breaker, tmp_path, synthe
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("mnist-trainer: error: ") and str(data / name) in last and problem in last
+    assert list(base.iterdir()) == []
+
+
+def test_sigterm_while_training_exports_nothing(tmp_path, synthetic_data_dir):
+    base = tmp_path / "models"
+    proc = subprocess.Popen([sys.executable, "-m", "mnist_trainer", "--data-dir", str(synthetic_data_dir),
+                             "--model-dir", str(base), "--steps", "1000000", "--log-every", "1", "--no-report"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # wait until it is really training
+            if "step 1/1000000" in line:
+                break
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143
+    assert stderr.strip().splitlines()[-1] == "mnist-trainer: stopped; nothing was exported"
     assert list(base.iterdir()) == []
