@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import tensorflow as tf
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from benchmarks.models import latest_version
 from mnist_serving.v1 import classifier_pb2, classifier_pb2_grpc
@@ -67,6 +68,11 @@ class NaiveClassifier(classifier_pb2_grpc.ClassifierServicer):
 def serve(model_dir: Path, host: str, port: int, workers: int) -> None:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
     classifier_pb2_grpc.add_ClassifierServicer_to_server(NaiveClassifier(model_dir), server)
+    # The standard health service (as in gRPC's examples): clients that health-check get an answer.
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for service in ("", "mnist_serving.v1.Classifier"):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     bound = server.add_insecure_port(f"{host}:{port}")
     server.start()
     stop = threading.Event()

@@ -1,0 +1,165 @@
+"""The servers under test as child processes: start, time to ready, CPU and memory, stop.
+
+Every server (null, naive, ours) is started the same way and declared ready on its first
+answered Classify, so "time to ready" means the same thing for all of them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from mnist_serving.v1 import classifier_pb2 as pb
+from mnist_serving.v1 import classifier_pb2_grpc as pb_grpc
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+READY_LINE = re.compile(r"listening on (\S+):(\d+)")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+PROBE_RETRY_S = 0.05
+STOP_TIMEOUT_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start one configuration. `module` runs as `python -m module *args`; servers
+    that print "listening on HOST:PORT" get `--port 0`, ours gets free ports."""
+
+    label: str
+    kind: str  # "null", "naive" or "ours": which reference it is compared with
+    module: str
+    args: tuple[str, ...] = ()
+    prints_port: bool = True
+    note: str = ""
+
+
+def ours(label: str, model_dir: Path, *flags: str, note: str = "") -> ServerSpec:
+    return ServerSpec(label, "ours", "mnist_server", ("--model-dir", str(model_dir), *flags),
+                      prints_port=False, note=note)
+
+
+def naive(model_dir: Path) -> ServerSpec:
+    return ServerSpec("naive", "naive", "benchmarks.naive_server", ("--model-dir", str(model_dir)),
+                      note="sync gRPC, 10 threads, one model call per request")
+
+
+def null() -> ServerSpec:
+    return ServerSpec("rpc ceiling", "null", "benchmarks.null_server", (),
+                      note="asyncio gRPC, canned answers, no model")
+
+
+@dataclass
+class ServerProcess:
+    spec: ServerSpec
+    log_path: Path
+    target: str = ""
+    ready_s: float | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+    _port_found: threading.Event = field(default_factory=threading.Event, repr=False)
+    _launched: float = field(default=0.0, repr=False)
+
+    def start(self, timeout: float = 120.0) -> "ServerProcess":
+        """Starts the server and returns once it answered a Classify; records `ready_s`."""
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "ServerProcess":
+        """Starts the process without waiting (start several, then wait for each)."""
+        args = list(self.spec.args)
+        if self.spec.prints_port:
+            args += ["--host", "127.0.0.1", "--port", "0"]
+        else:
+            port = free_port()
+            args += ["--host", "127.0.0.1", "--port", str(port), "--http-port", str(free_port())]
+            self.target = f"127.0.0.1:{port}"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._launched = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", self.spec.module, *args], cwd=REPO_ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._drain_output, daemon=True).start()
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> "ServerProcess":
+        """Returns once the server answered a Classify; `ready_s` counts from `launch`."""
+        deadline = self._launched + timeout
+        try:
+            if self.spec.prints_port and not self._port_found.wait(max(0.0, deadline - time.monotonic())):
+                raise RuntimeError(f"{self.spec.label}: no 'listening on' line within {timeout:.0f} s")
+            self._first_answer(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        self.ready_s = time.monotonic() - self._launched
+        return self
+
+    def _drain_output(self) -> None:
+        """Copies the server's output to its log (a full pipe would block the server)."""
+        with open(self.log_path, "w") as log:
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
+                match = READY_LINE.search(line)
+                if match and not self._port_found.is_set():
+                    self.target = f"{match.group(1)}:{match.group(2)}"
+                    self._port_found.set()
+
+    def _first_answer(self, deadline: float) -> None:
+        """Waits (gRPC wait_for_ready, no sleep loop) until one Classify of one image succeeds."""
+        request = pb.ClassifyRequest(packed=pb.PackedImages(data=bytes(784), count=1, height=28, width=28))
+        with grpc.insecure_channel(self.target) as channel:
+            stub = pb_grpc.ClassifierStub(channel)
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.spec.label} exited with {self.proc.returncode}; "
+                                       f"see {self.log_path}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RuntimeError(f"{self.spec.label} not ready in time; see {self.log_path}")
+                try:
+                    stub.Classify(request, timeout=min(remaining, 5.0), wait_for_ready=True)
+                    return
+                except grpc.RpcError as error:
+                    # UNAVAILABLE: listening but no model yet; DEADLINE: still starting.
+                    if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                        raise RuntimeError(f"{self.spec.label}: first Classify failed: {error.code().name} "
+                                           f"{error.details()}") from None
+                    time.sleep(PROBE_RETRY_S)  # a failed probe returned at once: do not spin
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_bytes(self) -> int:
+        """Resident memory now (from /proc, no extra dependency)."""
+        with open(f"/proc/{self.pid}/statm") as statm:
+            return int(statm.read().split()[1]) * PAGE_SIZE
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used so far."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
