@@ -18,6 +18,7 @@ from .interceptors import MetricsInterceptor
 from .metrics import HttpEndpoints, ServerMetrics
 from .model import LoadedModel, configure_tensorflow
 from .repository import ModelRepository
+from .security import auth_interceptors, server_credentials
 from .services import classifier, kserve, tfserving
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,13 @@ class ModelServer:
         self.health = health.aio.HealthServicer()
         self.http = HttpEndpoints(self.metrics, ready=lambda: self.core.ready)
         self.grpc_server = grpc.aio.server(
-            interceptors=[MetricsInterceptor(self.metrics)],
+            # auth first: a refused call never reaches the metrics wrapper's per-method cache
+            interceptors=[*auth_interceptors(settings, self.metrics), MetricsInterceptor(self.metrics)],
             options=[("grpc.max_receive_message_length", settings.max_receive_message_bytes),
                      ("grpc.max_send_message_length", settings.max_receive_message_bytes),
-                     ("grpc.so_reuseport", 0)])  # a taken port is an error, not a shared port
+                     ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+                     ("grpc.so_reuseport", 0)],  # a taken port is an error, not a shared port
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs)  # beyond: RESOURCE_EXHAUSTED
         self.service_names: list[str] = []
         for adapter in ADAPTERS:
             self.service_names.extend(adapter.add_to_server(self.grpc_server, self.core, settings))
@@ -76,8 +80,12 @@ class ModelServer:
 
     async def start(self) -> None:
         s = self.settings
+        credentials = server_credentials(s)
         try:
-            self.grpc_server.add_insecure_port(s.grpc_address)
+            if credentials is None:
+                self.grpc_server.add_insecure_port(s.grpc_address)
+            else:
+                self.grpc_server.add_secure_port(s.grpc_address, credentials)
         except RuntimeError as exc:
             raise StartupError(f"cannot listen for gRPC on {s.grpc_address}: {exc} "
                                "(port in use? try --port)") from None
@@ -88,7 +96,9 @@ class ModelServer:
                                "(port in use? try --http-port)") from None
         await self._set_health(NOT_SERVING)
         await self.grpc_server.start()
-        log.info("gRPC on %s: %s (+ health, reflection); models: %s", s.grpc_address,
+        log.info("gRPC%s on %s: %s (+ health, reflection); models: %s",
+                 "" if credentials is None else " (TLS)" if s.tls_client_ca is None else " (mutual TLS)",
+                 s.grpc_address,
                  ", ".join(self.service_names),
                  ", ".join(f"{m.name}={m.base_path}" for m in s.models))
         self._poller = asyncio.create_task(self._poll_forever(), name="model-poller")

@@ -22,6 +22,11 @@ class ConfigError(ValueError):
     """A flag or environment variable is invalid; the message names it."""
 
 
+# Callable without a bearer token by default: orchestrator probes and grpcurl's discovery.
+AUTH_EXEMPT_DEFAULT = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+                       "grpc.reflection.v1.ServerReflection")
+
+
 @dataclass(frozen=True)
 class ModelSource:
     name: str
@@ -54,6 +59,13 @@ class Settings:
     log_level: str = "INFO"
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    auth_token_file: Path | None = None
+    auth_exempt_services: tuple[str, ...] = AUTH_EXEMPT_DEFAULT
+    max_concurrent_rpcs: int = 512
+    max_concurrent_streams: int = 256
     max_receive_message_bytes: int = 16 * 1024 * 1024
     max_images_per_request: int = 4096
     max_encoded_bytes: int = 4 * 1024 * 1024
@@ -153,6 +165,20 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--inter-op-threads", type=_non_negative_int, default=0,
         help="TensorFlow ops run in parallel; 0 = chosen for this machine (default %(default)s)")
 
+    # Security and limits: README "Reliability and security".
+    add("--tls-cert", type=Path, help="PEM certificate chain: serve gRPC over TLS (with --tls-key)")
+    add("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    add("--tls-client-ca", type=Path,
+        help="PEM CA bundle: require client certificates signed by it (mutual TLS)")
+    add("--auth-token-file", type=Path,
+        help="require `authorization: Bearer <token>`; one `TOKEN [SERVICE ...]` per line")
+    add("--auth-exempt-services", default=",".join(AUTH_EXEMPT_DEFAULT),
+        help="comma-separated gRPC services callable without a token; '' = none (default %(default)s)")
+    add("--max-concurrent-rpcs", type=_positive_int, default=512,
+        help="RPCs handled at once (all connections); beyond it RESOURCE_EXHAUSTED (default %(default)s)")
+    add("--max-concurrent-streams", type=_positive_int, default=256,
+        help="HTTP/2 streams per client connection; more wait in the client (default %(default)s)")
+
     add("--max-receive-message-bytes", type=_positive_int, default=16 * 1024 * 1024,
         help="largest gRPC request accepted (default %(default)s)")
     add("--max-images-per-request", type=_positive_int, default=4096,
@@ -213,6 +239,10 @@ def parse_settings(argv: Sequence[str] | None = None,
         max_queue_images=args.max_queue_images, grace_period_s=args.grace_period,
         log_format=args.log_format, log_level=args.log_level,
         intra_op_threads=args.intra_op_threads, inter_op_threads=args.inter_op_threads,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+        auth_token_file=args.auth_token_file,
+        auth_exempt_services=tuple(s.strip() for s in args.auth_exempt_services.split(",") if s.strip()),
+        max_concurrent_rpcs=args.max_concurrent_rpcs, max_concurrent_streams=args.max_concurrent_streams,
         max_receive_message_bytes=args.max_receive_message_bytes,
         max_images_per_request=args.max_images_per_request,
         max_encoded_bytes=args.max_encoded_bytes, max_decoded_pixels=args.max_decoded_pixels,
@@ -252,3 +282,6 @@ def validate(settings: Settings) -> None:
                           f"--max-queue-images ({settings.max_queue_images})")
     if settings.max_receive_message_bytes < 28 * 28 + 64:
         raise ConfigError("--max-receive-message-bytes is too small for even one image")
+    from .security import validate_security_settings  # here: config stays importable on its own
+
+    validate_security_settings(settings)

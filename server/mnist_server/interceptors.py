@@ -13,10 +13,38 @@ from typing import Any, Awaitable, Callable
 
 import grpc
 
-from .errors import to_status
+from .errors import InvalidInput, to_status
 from .metrics import CallLabels, ServerMetrics, current_call
 
 _CODES_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _request_decoder(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    """Parses request bytes in the handler, where a parse error can become INVALID_ARGUMENT
+    (left to gRPC, undecodable bytes end as UNKNOWN "Unexpected DecodeError" plus a traceback)."""
+    if deserialize is None:
+        return lambda data: data
+    message_type = getattr(deserialize, "__self__", None)
+    name = getattr(getattr(message_type, "DESCRIPTOR", None), "full_name", "protobuf message")
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # DecodeError and friends
+            raise InvalidInput(f"the request bytes are not a valid {name} ({len(data)} bytes; "
+                               f"{type(exc).__name__}: {exc})") from None
+    return decode
+
+
+def _decoding_unary(behavior, decode):
+    return lambda request, context: behavior(decode(request), context)
+
+
+def _decoding_stream(behavior, decode):
+    async def decoded(requests):
+        async for data in requests:
+            yield decode(data)
+    return lambda requests, context: behavior(decoded(requests), context)
 
 
 def _code_name(context: grpc.aio.ServicerContext, default: grpc.StatusCode) -> str:
@@ -121,12 +149,16 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                     finish(labels, token, code, started)
             return call
 
-        kwargs = dict(request_deserializer=handler.request_deserializer,
-                      response_serializer=handler.response_serializer)
+        decode = _request_decoder(handler.request_deserializer)  # requests arrive as bytes
+        kwargs = dict(response_serializer=handler.response_serializer)
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(unary_response(handler.unary_unary), **kwargs)
+            return grpc.unary_unary_rpc_method_handler(
+                unary_response(_decoding_unary(handler.unary_unary, decode)), **kwargs)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(unary_response(handler.stream_unary), **kwargs)
+            return grpc.stream_unary_rpc_method_handler(
+                unary_response(_decoding_stream(handler.stream_unary, decode)), **kwargs)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream), **kwargs)
-        return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream), **kwargs)
+            return grpc.unary_stream_rpc_method_handler(
+                stream_response(_decoding_unary(handler.unary_stream, decode)), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(
+            stream_response(_decoding_stream(handler.stream_stream, decode)), **kwargs)
