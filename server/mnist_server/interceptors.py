@@ -94,31 +94,30 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             latency.observe(time.perf_counter() - started)
             requests.labels(method, labels.model, code).inc()
 
-        async def fail(exc: BaseException, context: grpc.aio.ServicerContext) -> None:
-            code, message = to_status(exc)
-            await context.abort(code, message)  # raises AbortError
-
+        # context.abort() sends the status before it raises: record first, so a caller that
+        # scrapes /metrics right after its error sees it counted.
         def unary_response(behavior):
             async def call(request, context):
                 labels, started = CallLabels(), time.perf_counter()
                 token = current_call.set(labels)
                 inflight.inc()
-                code = grpc.StatusCode.OK.name
+                code, recorded = grpc.StatusCode.OK.name, False
                 try:
-                    try:
-                        return await behavior(request, context)
-                    except (grpc.aio.AbortError, asyncio.CancelledError):
-                        raise
-                    except Exception as exc:
-                        await fail(exc, context)
+                    return await behavior(request, context)
                 except grpc.aio.AbortError:
                     code = _code_name(context, grpc.StatusCode.UNKNOWN)
                     raise
                 except asyncio.CancelledError:
                     code = _cancel_code(context)
                     raise
+                except Exception as exc:
+                    status, message = to_status(exc)
+                    finish(labels, token, status.name, started)
+                    recorded = True
+                    await context.abort(status, message)
                 finally:
-                    finish(labels, token, code, started)
+                    if not recorded:
+                        finish(labels, token, code, started)
             return call
 
         def stream_response(behavior):
@@ -126,27 +125,28 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 labels, started = CallLabels(), time.perf_counter()
                 token = current_call.set(labels)
                 inflight.inc()
-                code = grpc.StatusCode.OK.name
+                code, recorded = grpc.StatusCode.OK.name, False
                 try:
-                    try:
-                        result = behavior(request, context)
-                        if inspect.isasyncgen(result):
-                            async for response in result:
-                                yield response
-                        else:  # a coroutine that writes with context.write()
-                            await result
-                    except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):
-                        raise
-                    except Exception as exc:
-                        await fail(exc, context)
+                    result = behavior(request, context)
+                    if inspect.isasyncgen(result):
+                        async for response in result:
+                            yield response
+                    else:  # a coroutine that writes with context.write()
+                        await result
                 except grpc.aio.AbortError:
                     code = _code_name(context, grpc.StatusCode.UNKNOWN)
                     raise
                 except (asyncio.CancelledError, GeneratorExit):
                     code = _cancel_code(context)
                     raise
+                except Exception as exc:
+                    status, message = to_status(exc)
+                    finish(labels, token, status.name, started)
+                    recorded = True
+                    await context.abort(status, message)
                 finally:
-                    finish(labels, token, code, started)
+                    if not recorded:
+                        finish(labels, token, code, started)
             return call
 
         decode = _request_decoder(handler.request_deserializer)  # requests arrive as bytes

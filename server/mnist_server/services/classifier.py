@@ -58,8 +58,7 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
                 if item is _END:
                     break
                 if item is _DRAIN:
-                    code, message = to_status(ShuttingDown())
-                    await context.abort(code, message)
+                    raise ShuttingDown()  # UNAVAILABLE: the client resends the rest elsewhere
                 yield await item
                 window.release()
             await reader  # surfaces a failure of the request stream itself

@@ -1,0 +1,82 @@
+"""Overload and deadlines on a private server whose model takes one image per call, so a big
+request keeps the queue full long enough to observe (no timing assertions: only codes and counts).
+"""
+from __future__ import annotations
+
+import time
+
+import grpc
+import numpy as np
+import pytest
+from mnist_serving.v1 import classifier_pb2 as pb
+from mnist_serving.v1 import classifier_pb2_grpc
+
+from tests.support.server_process import ServerProcess, metric, scrape_metrics
+
+QUEUE = 1024
+BIG = 1000
+
+
+def packed(count: int) -> pb.ClassifyRequest:
+    images = np.random.default_rng(count).integers(0, 256, (count, 28, 28), dtype=np.uint8)
+    return pb.ClassifyRequest(packed=pb.PackedImages(data=images.tobytes(), count=count, height=28, width=28))
+
+
+@pytest.fixture(scope="module")
+def slow_server(exported_model):
+    flags = ["--model-dir", str(exported_model), "--max-batch-size", "1", "--max-queue-images", str(QUEUE),
+             "--max-images-per-request", str(BIG)]
+    with ServerProcess(flags) as server:
+        yield server
+
+
+def wait_for_queue(server, at_least: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if metric(scrape_metrics(server.http_url), "mnist_serving_queue_depth", model="mnist") >= at_least:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"queue never reached {at_least} images")
+
+
+def test_full_queue_answers_resource_exhausted_and_short_deadlines_are_dropped(slow_server):
+    before = scrape_metrics(slow_server.http_url)
+    with grpc.insecure_channel(slow_server.target) as channel:
+        stub = classifier_pb2_grpc.ClassifierStub(channel)
+        big = stub.Classify.future(packed(BIG), timeout=120)
+        wait_for_queue(slow_server, BIG - 100)
+
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Classify(packed(200), timeout=20)  # does not fit next to the big one
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "server overloaded" in refused.value.details()
+        assert f"limit of {QUEUE}" in refused.value.details()
+
+        with pytest.raises(grpc.RpcError) as late:
+            stub.Classify(packed(1), timeout=0.2)  # queued behind hundreds of model calls
+        assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+        assert len(big.result().predictions) == BIG  # the accepted request is answered in full
+        after = scrape_metrics(slow_server.http_url)
+        answered = stub.Classify(packed(3), timeout=20)  # and the server recovers at once
+        assert len(answered.predictions) == 3
+
+    def grew(name, **labels):
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert grew("mnist_serving_requests_dropped_total", model="mnist", reason="queue_full") == 1
+    assert grew("mnist_serving_requests_dropped_total", model="mnist", reason="deadline") == 1
+    classify = "mnist_serving.v1.Classifier/Classify"
+    assert grew("mnist_serving_requests_total", method=classify, code="RESOURCE_EXHAUSTED") == 1
+    assert grew("mnist_serving_requests_total", method=classify, code="DEADLINE_EXCEEDED") == 1
+    # no compute was spent on the dropped one: exactly the big request's images were classified
+    assert grew("mnist_serving_images_total", model="mnist") == BIG
+
+
+def test_too_many_images_in_one_request(slow_server):
+    with grpc.insecure_channel(slow_server.target) as channel:
+        stub = classifier_pb2_grpc.ClassifierStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Classify(packed(BIG + 1), timeout=20)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert f"the request has {BIG + 1} images, the limit is {BIG} per request" in info.value.details()
