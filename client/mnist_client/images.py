@@ -66,6 +66,10 @@ def decode_image(data: bytes, *, max_bytes: int = DEFAULT_MAX_ENCODED_BYTES,
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageDecodeError("not a PNG or JPEG image (unrecognised format)") from None
+    except Image.DecompressionBombError as exc:  # a header claiming absurd dimensions
+        raise ImageDecodeError(f"image dimensions are too large to decode: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # e.g. a JPEG cut off inside its header
+        raise ImageDecodeError(f"corrupt or truncated image header: {exc}") from None
     if image.format not in ("PNG", "JPEG"):
         raise ImageDecodeError(f"unsupported image format {image.format}; send PNG or JPEG")
     width, height = image.size
