@@ -25,10 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     from .model import DeviceUnavailable
 
     try:
-        return asyncio.run(serve(settings))
+        code = asyncio.run(serve(settings))
     except (StartupError, DeviceUnavailable) as exc:
         log.error("cannot start: %s", exc)
-        return 1
+        code = 1
+    # Every request is answered and the ports are closed; TensorFlow's own teardown at interpreter
+    # exit takes seconds and would only delay a rolling restart, so skip it.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
