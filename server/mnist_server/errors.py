@@ -115,6 +115,10 @@ STATUS_TABLE: dict[type[ServingError], grpc.StatusCode] = {
 }
 
 INTERNAL_MESSAGE = "internal server error (details are in the server log)"
+# Messages quote the caller's input (a model name, a label): cap them, or a 10 kB name makes the
+# status trailer exceed the client's 8 KiB metadata limit and the caller sees "Stream removed".
+# 600 characters stay under it even when every one is a 4-byte UTF-8 character, percent-encoded.
+MAX_MESSAGE_CHARS = 600
 
 
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -122,6 +126,10 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     for cls in type(exc).__mro__:
         code = STATUS_TABLE.get(cls)  # type: ignore[arg-type]
         if code is not None:
-            return code, exc.message  # type: ignore[attr-defined]
+            message = exc.message  # type: ignore[attr-defined]
+            if len(message) > MAX_MESSAGE_CHARS:  # keep both ends: the input, then what is wrong
+                half = MAX_MESSAGE_CHARS // 2
+                message = f"{message[:half]}...[{len(message) - 2 * half} chars cut]...{message[-half:]}"
+            return code, message
     log.error("unexpected error while handling a request", exc_info=exc)
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
