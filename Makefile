@@ -8,11 +8,12 @@ PYTEST_ARGS ?=
 
 .PHONY: install system-deps test unit integration e2e demo bench proto check-proto clean
 
-$(STAMP): requirements/lock.txt client/pyproject.toml server/pyproject.toml trainer/pyproject.toml
+$(STAMP): requirements/lock.txt client/pyproject.toml server/pyproject.toml trainer/pyproject.toml scripts/perf_analyzer.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/lock.txt
 	$(PY) -m pip install --quiet --no-deps -e ./client -e ./server -e ./trainer
+	$(PY) scripts/perf_analyzer.py --install  # Triton's load generator (binary from a pinned wheel)
 	touch $@
 
 install: $(STAMP)
