@@ -133,10 +133,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         kwargs["help"] = f"{kwargs.get('help', '')} [env {env}]".strip()
         parser.add_argument(flag, **kwargs)
 
-    models = parser.add_argument_group("models")
     add("--model-dir", type=Path, help="base path of the model to serve (holds version dirs 1/, 2/, ...)")
     add("--model-name", default="mnist", help="name of the --model-dir model (default %(default)s)")
-    models.add_argument("--model", dest="model", action="append", default=None, metavar="NAME=PATH",
+    parser.add_argument("--model", dest="model", action="append", default=None, metavar="NAME=PATH",
                         help=f"serve another model (repeatable) [env {env_name('--model')}, comma-separated]")
     add("--poll-interval", type=_non_negative_float, default=2.0,
         help="seconds between scans of the base paths for new versions (default %(default)s)")

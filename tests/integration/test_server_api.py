@@ -180,3 +180,19 @@ def test_unknown_method_is_unimplemented(channel):
     with pytest.raises(grpc.RpcError) as info:
         call(b"", timeout=5)
     assert info.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_reflection_is_enough_to_call_the_api_without_proto_files(server):
+    """The README's grpcurl stand-in: server/scripts/grpc_call.py, driven by reflection only."""
+    import base64
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "server" / "scripts" / "grpc_call.py"
+    body = json.dumps({"images": [{"pixels": base64.b64encode(bytes(784)).decode()}]})
+    result = subprocess.run([sys.executable, str(script), server.target, f"{SERVICE}/Classify", body],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert reply["modelName"] == "mnist" and len(reply["predictions"][0]["probabilities"]) == 10
