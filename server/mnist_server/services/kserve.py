@@ -19,7 +19,7 @@ from ..errors import InvalidInput, ModelNotFound, ModelUnavailable, to_status
 from ..inference import InferenceCore, InferenceResult, ModelDescription
 from ..statistics import Duration, VersionStatistics
 from .streams import ordered_stream
-from .tensors import KSERVE_DATATYPES, kserve_raw_bytes, ndarray_from_kserve, to_images
+from .tensors import KSERVE_DATATYPES, check_image_shape, kserve_raw_bytes, ndarray_from_kserve, to_images
 
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 SERVER_NAME = "mnist-serving"
@@ -178,6 +178,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                 raise InvalidInput(f"input '{expected}': give contents or raw_input_contents, not both")
             raw = request.raw_input_contents[0]
         shape = list(tensor.shape)
+        check_image_shape(expected, shape)
         self._core.check_image_count(shape[0] if shape else 0)
         return to_images(expected, ndarray_from_kserve(expected, tensor.datatype, shape, tensor.contents, raw))
 

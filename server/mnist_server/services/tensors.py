@@ -10,6 +10,8 @@ was wrong.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
@@ -18,6 +20,17 @@ from ..errors import InvalidInput
 SIDE = 28
 PIXELS = SIDE * SIDE
 ACCEPTED_SHAPES = "[N, 28, 28], [N, 784] or [N, 28, 28, 1]"
+
+
+def check_image_shape(name: str, shape: list[int], unknown_rank: bool = False) -> None:
+    """Before any value is decoded: a rank and trailing dimensions to_images accepts. Without it a
+    few bytes claiming shape [1, 28, 2**40] make the decoder allocate terabytes (TensorFlow's
+    repeat-the-last-value rule), and [1, 2**32, 2**32] overflows an int64 element count."""
+    if unknown_rank:
+        raise InvalidInput(f"input '{name}' has unknown rank; give its shape, one of {ACCEPTED_SHAPES}")
+    if not ((len(shape) == 2 and shape[1] == PIXELS) or (len(shape) == 3 and shape[1:] == [SIDE, SIDE])
+            or (len(shape) == 4 and shape[1:] == [SIDE, SIDE, 1])):
+        raise InvalidInput(f"input '{name}' has shape {shape}; expected {ACCEPTED_SHAPES}")
 
 
 def to_images(name: str, array: np.ndarray) -> np.ndarray:
@@ -79,7 +92,7 @@ def ndarray_from_tensor_proto(name: str, proto: tensor_pb2.TensorProto) -> np.nd
     shape = [d.size for d in proto.tensor_shape.dim]
     if any(size < 0 for size in shape):
         raise InvalidInput(f"input '{name}' has shape {shape} with a negative dimension")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # exact: no int64 overflow
     if proto.tensor_content:
         expected = count * dtype.itemsize
         if len(proto.tensor_content) != expected:
@@ -139,7 +152,7 @@ def ndarray_from_kserve(name: str, datatype: str, shape: list[int], contents, ra
     dtype, field = _KSERVE_INPUT_TYPES[datatype]
     if any(size < 0 for size in shape):
         raise InvalidInput(f"input '{name}' has shape {shape} with a negative dimension")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # exact: no int64 overflow
     if raw is not None:
         expected = count * dtype.itemsize
         if len(raw) != expected:

@@ -24,7 +24,7 @@ from ..config import Settings
 from ..errors import InvalidInput, ModelNotFound
 from ..inference import InferenceCore
 from ..model import SIGNATURE_KEY
-from .tensors import PIXELS, ndarray_from_tensor_proto, tensor_proto_from_ndarray, to_images
+from .tensors import PIXELS, check_image_shape, ndarray_from_tensor_proto, tensor_proto_from_ndarray, to_images
 
 PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name
 MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
@@ -94,6 +94,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 raise InvalidInput(f"output_filter names '{wanted}', not an output of signature "
                                    f"'{signature}'; outputs: {', '.join(outputs)}")
         tensor = request.inputs[input_name]
+        check_image_shape(input_name, [d.size for d in tensor.tensor_shape.dim], tensor.tensor_shape.unknown_rank)
         self._core.check_image_count(tensor.tensor_shape.dim[0].size if tensor.tensor_shape.dim else 0)
         images = to_images(input_name, ndarray_from_tensor_proto(input_name, tensor))
         result = await self._core.infer(name, version, images,
