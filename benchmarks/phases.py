@@ -12,6 +12,7 @@ import numpy as np
 from benchmarks.load import OPEN_LOOP_MAX_IN_FLIGHT, ComputeWorker, Point, measure_server, sweep_rates
 from benchmarks.plan import Plan, points_for
 from benchmarks.processes import ServerProcess, ServerSpec
+from benchmarks import triton_load
 
 RSS_SAMPLE_INTERVAL_S = 5.0
 SOAK_POINT = Point(64, 1)
@@ -69,6 +70,18 @@ def rate_sweep(servers: list[ServerProcess], closed: dict, plan: Plan, batch: in
         sweeps[server.spec.label] = samples
         log(f"rate sweep: {server.spec.label} done")
     return sweeps
+
+
+def perf_analyzer(server: ServerProcess, closed: dict, plan: Plan) -> dict:
+    """perf_analyzer at every closed-loop point, sized to last about as long as our own runs."""
+    samples = {}
+    for point in plan.closed_points():
+        rounds = closed[server.spec.label].get(point.key, [])
+        rate = statistics.median(r["requests_per_s"] for r in rounds) if rounds else 0.0
+        samples[point.key] = triton_load.measure(server, point, int(rate * plan.seconds))
+    failed = [k for k, v in samples.items() if "error" in v]
+    log(f"perf_analyzer: {len(samples) - len(failed)} points measured" + (f", failed at {failed}" if failed else ""))
+    return samples
 
 
 class RssSampler:

@@ -34,7 +34,7 @@ class Plan:
 
 QUICK = Plan(rounds=1, seconds=0.5, warmup=0.2, concurrencies=(1, 64), compute_batches=(1, 64),
              sweep_fractions=(0.5, 1.0), sweep_seconds=0.5, ready_starts=1, profile_seconds=1.0,
-             soak_windows=2, soak_window_seconds=1.0, perf_analyzer=False, ours_variants=1)
+             soak_windows=2, soak_window_seconds=1.0, ours_variants=1)
 
 
 def servers(model_dir: Path, ours_variants: int) -> list[ServerSpec]:

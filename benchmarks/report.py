@@ -164,6 +164,27 @@ def _cost_table(results: dict) -> list[str]:
     return lines + [""]
 
 
+def _perf_analyzer_table(results: dict) -> list[str]:
+    runs = results.get("perf_analyzer")
+    if not runs:
+        return []
+    ours = _labels(results)["ours"]
+    lines = [f"### `{ours}` driven by Triton's perf_analyzer (C++, KServe v2 protocol)", "",
+             "One run per point (a request count about as long as a round). The load generator is far "
+             "cheaper per request than a Python one, which leaves more of the shared CPUs to the server.", "",
+             "| point | images/s | p50 ms | p99 ms | server queue ms | server compute ms | images/s with mnist-client bench |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for key, r in runs.items():
+        ours_python = median_metric(results, ours, key, "images_per_s")
+        python_cell = "–" if ours_python is None else f"{ours_python:,.0f}"
+        if "error" in r:
+            lines.append(f"| {key} | failed: `{r['error'][-120:]}` | | | | | {python_cell} |")
+            continue
+        lines.append(f"| {key} | {r['images_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                     f"{r['server_queue_ms']:.1f} | {r['server_compute_ms']:.1f} | {python_cell} |")
+    return lines + [""]
+
+
 def _compute_table(results: dict) -> list[str]:
     lines = ["### Compute ceiling (the SavedModel called in-process, one caller)", "",
              "| batch | images/s | p50 ms | p99 ms |", "|---:|---:|---:|---:|"]
@@ -210,7 +231,7 @@ def render(results: dict, plot_link: str) -> str:
     lines += ["### Targets", "", "| target | measured | met |", "|---|---|:-:|"]
     lines += [f"| {t['name']} | {t['measured']} | {'yes' if t['met'] else 'no' if t['met'] is False else '?'} |"
               for t in results["targets"]] + [""]
-    lines += _compute_table(results) + _closed_tables(results) + _cost_table(results)
+    lines += _compute_table(results) + _closed_tables(results) + _cost_table(results) + _perf_analyzer_table(results)
     lines += _sweep_table(results, plot_link) + _profile_tables(results) + [END]
     return "\n".join(lines) + "\n"
 

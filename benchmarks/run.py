@@ -84,6 +84,11 @@ def measure(plan: plans.Plan, model_dir: Path, log_dir: Path, profile_dir: Path)
         timings["closed_loop"] = time.monotonic() - mark
         compute.stop()
 
+        if plan.perf_analyzer:
+            mark = time.monotonic()
+            results["perf_analyzer"] = phases.perf_analyzer(ours, results["closed"], plan)
+            timings["perf_analyzer"] = time.monotonic() - mark
+
         mark = time.monotonic()
         swept = [s for s in servers if s.spec.kind in ("null", "naive") or s is ours]
         results["open"] = phases.rate_sweep(swept, results["closed"], plan)

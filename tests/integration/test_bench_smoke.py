@@ -52,6 +52,8 @@ def test_quick_run_measures_every_configuration_and_writes_table_json_and_plot(e
         for sample in samples:
             assert sample["ok"] > 0 and sample["failed"] == 0, (label, sample["rate"], sample["errors"])
 
+    for key, sample in results["perf_analyzer"].items():
+        assert "error" not in sample and sample["images_per_s"] > 0, (key, sample.get("error"))
     for recording in results["profile"]["recordings"]:
         assert "error" not in recording, recording.get("error")
         assert recording["samples"] > 0 and recording["top_self"], recording["kind"]

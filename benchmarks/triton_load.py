@@ -1,0 +1,53 @@
+"""A second, independent load generator: Triton's perf_analyzer (C++), over our KServe v2 door.
+
+It costs the shared CPUs far less per request than a Python client, so it shows how much of a
+Python-driven number is the load generator's own cost. Each run is bounded by a request count
+(no stability search, which never settles on a busy machine) and a timeout.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import subprocess
+import tempfile
+from pathlib import Path
+
+from benchmarks.load import Point
+from benchmarks.processes import REPO_ROOT, ServerProcess
+
+MIN_REQUESTS = 100
+TIMEOUT_S = 180.0
+
+
+def _installer():
+    """scripts/perf_analyzer.py (installs the pinned binary on first use, sets LD_LIBRARY_PATH)."""
+    spec = importlib.util.spec_from_file_location("perf_analyzer_installer", REPO_ROOT / "scripts" / "perf_analyzer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def measure(server: ServerProcess, point: Point, requests: int, model: str = "mnist") -> dict:
+    """perf_analyzer at closed-loop `point` for `requests` requests -> a sample like load.measure_server's."""
+    installer = _installer()
+    with tempfile.TemporaryDirectory(prefix="bench-perf-analyzer-") as tmp:
+        report = Path(tmp) / "report.csv"
+        args = ["-m", model, "-u", server.target, "-i", "grpc", "--service-kind=triton",
+                "--concurrency-range", f"{point.concurrency}:{point.concurrency}", "-b", str(point.batch),
+                "--request-count", str(max(MIN_REQUESTS, requests)), "-f", str(report)]
+        try:
+            run = subprocess.run(installer.command(args), env=installer.environment(), capture_output=True,
+                                 text=True, timeout=TIMEOUT_S)
+        except (OSError, SystemExit, subprocess.TimeoutExpired) as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        if run.returncode != 0 or not report.is_file():
+            return {"error": (run.stdout + run.stderr).strip()[-500:] or f"exit code {run.returncode}"}
+        row = next(csv.DictReader(report.open()))
+    return {
+        "images_per_s": float(row["Inferences/Second"]),  # perf_analyzer counts images (batch x requests)
+        "requests_per_s": float(row["Inferences/Second"]) / point.batch,
+        "p50_ms": float(row["p50 latency"]) / 1e3,
+        "p99_ms": float(row["p99 latency"]) / 1e3,
+        "server_queue_ms": float(row["Server Queue"]) / 1e3,
+        "server_compute_ms": float(row["Server Compute Infer"]) / 1e3,
+    }
