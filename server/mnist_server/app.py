@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import disable_created_metrics
 
 from .batcher import Batcher
 from .config import Settings
@@ -38,6 +39,7 @@ class ModelServer:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        disable_created_metrics()  # no `*_created` series: they double what we expose, for nothing
         self.metrics = ServerMetrics()
         device = configure_tensorflow(settings.device, settings.intra_op_threads, settings.inter_op_threads)
         # One model worker: batches run one after another; TensorFlow's own pool uses the cores.

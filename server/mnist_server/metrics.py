@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import socket
 import threading
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
@@ -116,6 +117,10 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a slow scraper never blocks shutdown
 
 
+class _ThreadingWSGIServer6(_ThreadingWSGIServer):
+    address_family = socket.AF_INET6  # --host :: (or another IPv6 address)
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - scrapes every few seconds are not events
         pass
@@ -150,8 +155,8 @@ class HttpEndpoints:
         return [data]
 
     def start(self, host: str, port: int) -> None:
-        self._server = make_server(host, port, self, server_class=_ThreadingWSGIServer,
-                                   handler_class=_QuietHandler)
+        server_class = _ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer
+        self._server = make_server(host, port, self, server_class=server_class, handler_class=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
         self._thread.start()
         log.info("HTTP endpoints on %s:%d (/metrics, /healthz, /readyz)", host, port)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import grpc
-import numpy as np
 import pytest
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc

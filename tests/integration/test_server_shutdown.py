@@ -15,7 +15,7 @@ from mnist_serving.v1 import classifier_pb2_grpc
 
 from tests.support.server_process import ServerProcess, http_get, metric, scrape_metrics
 
-BIG = 4000  # at 8 images per model call, a drain long enough to watch
+BIG = 2000  # at 8 images per model call: a drain long enough to watch
 
 
 def packed(count: int) -> pb.ClassifyRequest:
