@@ -1,7 +1,8 @@
 """Channel settings shared by the sync client, the asyncio client and the load tester.
 
 Robustness comes from gRPC's own service config, not hand-written loops:
-- ``retryPolicy`` (gRFC A6): exponential backoff with full jitter on UNAVAILABLE;
+- ``retryPolicy`` (gRFC A6): exponential backoff with full jitter on UNAVAILABLE (and
+  CANCELLED, see ``RETRYABLE_CODES``);
 - ``waitForReady``: a call made while the server is unreachable waits for it (within its
   deadline) instead of failing at once;
 - ``healthCheckConfig`` (gRFC A17): the channel watches the server's health service and sends
@@ -39,6 +40,11 @@ KEEPALIVE_TIMEOUT_MS = 20_000
 # Reconnect quickly to a restarted server (gRPC's default backoff grows to two minutes).
 INITIAL_RECONNECT_BACKOFF_MS = 200
 MAX_RECONNECT_BACKOFF_MS = 2_000
+
+# UNAVAILABLE: the server is down, loading or draining. CANCELLED: gRPC core answers it for
+# calls that reached a server as it shut down before any handler took them (grpc/grpc#41785).
+# Every method of our API is idempotent (classification has no side effects): retrying is safe.
+RETRYABLE_CODES = ["UNAVAILABLE", "CANCELLED"]
 
 PemSource = Union[str, os.PathLike, bytes]
 
@@ -102,7 +108,7 @@ def service_config(retries: int, health_check: bool = True) -> str:
             "initialBackoff": f"{INITIAL_BACKOFF_S}s",
             "maxBackoff": f"{MAX_BACKOFF_S}s",
             "backoffMultiplier": BACKOFF_MULTIPLIER,
-            "retryableStatusCodes": ["UNAVAILABLE"],
+            "retryableStatusCodes": RETRYABLE_CODES,
         }
     config["methodConfig"] = [method]
     return json.dumps(config)

@@ -12,14 +12,14 @@ from mnist_client.channel import (MAX_MESSAGE_BYTES, SERVICE, auth_metadata, cha
 from mnist_client.errors import code_from_number
 
 
-def test_retry_policy_retries_unavailable_with_backoff():
+def test_retry_policy_retries_unavailable_and_shutdown_cancellations_with_backoff():
     config = json.loads(service_config(retries=3))
     method = config["methodConfig"][0]
     assert method["name"] == [{"service": SERVICE}]
     assert method["waitForReady"] is True
     policy = method["retryPolicy"]
     assert policy["maxAttempts"] == 4
-    assert policy["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert policy["retryableStatusCodes"] == ["UNAVAILABLE", "CANCELLED"]
     assert policy["backoffMultiplier"] > 1
     initial, maximum = (float(policy[k].rstrip("s")) for k in ("initialBackoff", "maxBackoff"))
     assert 0 < initial < maximum
