@@ -1,0 +1,73 @@
+"""The real docker-compose.yml, built and run in containers, checked from outside like a user would.
+
+Needs root (it runs its own dockerd), Debian's mirror and PyPI (both reachable from CI), and the
+genuine MNIST files in $MNIST_DATA_DIR. See tests/e2e/conftest.py for the steps and their timing.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.e2e.stack import prometheus_get
+
+pytestmark = [pytest.mark.e2e, pytest.mark.real_mnist, pytest.mark.timeout(3600)]
+
+MIN_ACCURACY = 0.95
+
+
+def mnist_client(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The client CLI from this checkout, on the host: outside the containers, as users call it."""
+    return subprocess.run([sys.executable, "-m", "mnist_client.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_trainer_exited_zero(compose_stack):
+    state = compose_stack.container("trainer")["State"]
+    assert state["Status"] == "exited"
+    assert state["ExitCode"] == 0, compose_stack.logs()
+
+
+def test_server_is_healthy(compose_stack):
+    state = compose_stack.container("server")["State"]
+    assert state["Health"]["Status"] == "healthy", compose_stack.logs()
+    for port in (compose_stack.ports.server, compose_stack.ports.lb):  # direct, and through nginx
+        result = mnist_client("--target", f"127.0.0.1:{port}", "health")
+        assert result.returncode == 0, (port, result.stdout, result.stderr)
+        assert result.stdout.strip() == "SERVING"
+
+
+def test_classify_real_test_images_through_the_load_balancer(compose_stack, mnist_dir):
+    result = mnist_client("--target", f"127.0.0.1:{compose_stack.ports.lb}", "classify",
+                          "--idx", str(mnist_dir / "t10k-images-idx3-ubyte.gz"),
+                          "--labels", str(mnist_dir / "t10k-labels-idx1-ubyte.gz"),
+                          "--count", "1000", "--json")
+    assert result.returncode == 0, (result.stderr, compose_stack.logs())
+    summary = json.loads(result.stdout)
+    assert summary["images"] == 1000
+    assert summary["accuracy"] >= MIN_ACCURACY, summary["accuracy"]
+
+
+def test_prometheus_scrapes_the_server(compose_stack, mnist_dir):
+    port = compose_stack.ports.prometheus
+    # Calls of its own, so this test does not depend on the others having run.
+    result = mnist_client("--target", f"127.0.0.1:{compose_stack.ports.lb}", "classify",
+                          "--idx", str(mnist_dir / "t10k-images-idx3-ubyte.gz"), "--count", "10")
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 90  # a few scrape intervals (5 s in CI)
+    while True:
+        targets = prometheus_get(port, "/api/v1/targets")["activeTargets"]
+        server = [t for t in targets if t["labels"]["job"] == "mnist-server"]
+        samples = prometheus_get(port, "/api/v1/query", query="sum(mnist_serving_requests_total)")["result"]
+        total = float(samples[0]["value"][1]) if samples else 0.0
+        if (server and server[0]["health"] == "up" and total > 0) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert len(server) == 1, targets
+    assert server[0]["health"] == "up", server[0]
+    assert total > 0, samples
+    rules = prometheus_get(port, "/api/v1/rules")["groups"]
+    assert {g["name"] for g in rules} == {"mnist-serving.rules", "mnist-serving.alerts"}
