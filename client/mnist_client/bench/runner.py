@@ -18,7 +18,7 @@ from mnist_client.bench.config import BenchConfig, build_payloads, plans
 from mnist_client.bench.recorder import ERRORS, OK
 from mnist_client.bench.report import summarize
 
-SPAWN_TIMEOUT_S = 60.0 + worker.CONNECT_TIMEOUT_S
+SPAWN_TIMEOUT_S = 60.0  # plus the connection timeout
 PROGRESS_INTERVAL_S = 1.0
 START_DELAY_S = 0.05
 
@@ -41,7 +41,7 @@ def run_bench(config: BenchConfig, images: np.ndarray, progress: TextIO | None =
     for process in processes:
         process.start()
     try:
-        _wait_ready(ready, processes)
+        _wait_ready(ready, processes, SPAWN_TIMEOUT_S + config.timeout)
         start_at.value = time.monotonic() + START_DELAY_S
         go.set()
         collected = _collect(results, processes, config, start_at.value, counters, progress)
@@ -57,9 +57,9 @@ def run_bench(config: BenchConfig, images: np.ndarray, progress: TextIO | None =
     return summarize(config, collected)
 
 
-def _wait_ready(ready: Any, processes: list) -> None:
+def _wait_ready(ready: Any, processes: list, timeout: float) -> None:
     seen: set[int] = set()
-    deadline = time.monotonic() + SPAWN_TIMEOUT_S
+    deadline = time.monotonic() + timeout
     while len(seen) < len(processes):
         try:
             seen.add(ready.get(timeout=PROGRESS_INTERVAL_S))
@@ -67,7 +67,7 @@ def _wait_ready(ready: Any, processes: list) -> None:
             _check_alive(processes, seen)
             if time.monotonic() > deadline:
                 raise BenchError(f"{len(processes) - len(seen)} worker(s) not ready after "
-                                 f"{SPAWN_TIMEOUT_S:.0f} s") from None
+                                 f"{timeout:.0f} s") from None
 
 
 def _check_alive(processes: list, done: set[int]) -> None:

@@ -17,7 +17,6 @@ from mnist_client.channel import aio_channel, auth_metadata
 
 CLASSIFY = "/mnist_serving.v1.Classifier/Classify"
 CLASSIFY_STREAM = "/mnist_serving.v1.Classifier/ClassifyStream"
-CONNECT_TIMEOUT_S = 30.0
 START_TIMEOUT_S = 120.0
 
 
@@ -27,12 +26,12 @@ async def run(plan: WorkerPlan, ready: Any, go: Any, start_at: Any, counters: An
                             own_connection=True)
                 for _ in range(config.connections)]
     try:
-        for channel in channels:
+        for channel in channels:  # connecting is bounded by the per-call timeout
             try:
-                await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_S)
+                await asyncio.wait_for(channel.channel_ready(), config.timeout)
             except asyncio.TimeoutError:
                 raise ConnectionError(f"cannot connect to {config.target} within "
-                                      f"{CONNECT_TIMEOUT_S:.0f} s") from None
+                                      f"{config.timeout:g} s") from None
         ready.put(plan.index)
         loop = asyncio.get_running_loop()
         if not await loop.run_in_executor(None, go.wait, START_TIMEOUT_S):
