@@ -76,6 +76,10 @@ class ServerMetrics:
                                    ["model", "outcome"], registry=r)
         self.model_load_seconds = Histogram(PREFIX + "model_load_seconds", "Load plus warm-up of one version",
                                             ["model"], buckets=LOAD_BUCKETS, registry=r)
+        self.model_versions_on_disk = Gauge(PREFIX + "model_versions_on_disk",
+                                            "Version directories with a SavedModel at the last scan of the base "
+                                            "path (0: emptied or unreadable; the server keeps what it loaded)",
+                                            ["model"], registry=r)
         self.dropped = Counter(PREFIX + "requests_dropped_total",
                                "Requests refused or dropped before compute, by reason "
                                "(queue_full, deadline, cancelled)", ["model", "reason"], registry=r)

@@ -161,18 +161,26 @@ class ModelRepository:
             except Exception:
                 log.exception("model %s: poll of %s failed", state.name, state.base_path)
 
+    def _report_scan_problem(self, state: _ModelState, problem: str) -> None:
+        """Logged once per new problem (not every poll); the gauge says it all the time."""
+        self._metrics.model_versions_on_disk.labels(state.name).set(0)
+        if problem != state.scan_problem:
+            log.error("model %s: %s; keeping versions %s", state.name, problem, sorted(state.served))
+        state.scan_problem = problem
+
     async def _sync(self, state: _ModelState) -> None:
         try:
             on_disk = scan_versions(state.base_path)
-            if state.scan_problem:
-                log.info("model %s: base path %s readable again", state.name, state.base_path)
-            state.scan_problem = None
         except OSError as exc:
-            problem = f"cannot list {state.base_path}: {exc.strerror or exc}"
-            if problem != state.scan_problem:
-                log.error("model %s: %s; keeping versions %s", state.name, problem, sorted(state.served))
-            state.scan_problem = problem
+            self._report_scan_problem(state, f"cannot list {state.base_path}: {exc.strerror or exc}")
             return
+        if not on_disk:  # emptied (or a volume mounted empty): nothing to load, nothing to unload
+            self._report_scan_problem(state, f"no version directory with a SavedModel in {state.base_path}")
+            return
+        self._metrics.model_versions_on_disk.labels(state.name).set(len(on_disk))
+        if state.scan_problem:
+            log.info("model %s: base path %s holds versions %s again", state.name, state.base_path, sorted(on_disk))
+        state.scan_problem = None
         while True:
             for version in [v for v in state.failed if v in on_disk]:
                 if fingerprint(on_disk[version]) != state.failed[version]:
