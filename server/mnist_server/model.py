@@ -116,6 +116,9 @@ class LoadedModel:
     load_seconds: float = 0.0
     _function: Any = field(default=None, repr=False)
     _saved_model: Any = field(default=None, repr=False)
+    # The export's own serving SignatureDef (serialized; TF Serving's GetModelMetadata returns it),
+    # read at load so that it outlives the version's files being deleted from disk.
+    signature_def: bytes = field(default=b"", repr=False)
 
     @classmethod
     def load(cls, name: str, version: int, path: Path, device: DeviceChoice) -> "LoadedModel":
@@ -138,7 +141,17 @@ class LoadedModel:
         class_names = cls._read_class_names(path, signature)
         metadata, metadata_json = cls._read_metadata(path)
         return cls(name, version, path, device, signature, class_names, metadata, metadata_json,
-                   time.perf_counter() - started, function, saved_model)
+                   time.perf_counter() - started, function, saved_model,
+                   signature_def=cls._read_signature_def(path))
+
+    @staticmethod
+    def _read_signature_def(path: Path) -> bytes:
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        if not (path / "saved_model.pb").is_file():  # a text-format export: none to return as is
+            return b""
+        saved_model = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+        return saved_model.meta_graphs[0].signature_def[SIGNATURE_KEY].SerializeToString()
 
     @staticmethod
     def _check_signature(function: Any, path: Path) -> SignatureDescription:

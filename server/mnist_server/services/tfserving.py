@@ -9,13 +9,9 @@ Generated code comes from the `tensorflow-serving-api` package; tensors go throu
 """
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import grpc
 import numpy as np
 from google.protobuf import wrappers_pb2
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      model_pb2, model_service_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2, prediction_service_pb2_grpc, status_pb2)
@@ -31,14 +27,6 @@ MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].fu
 SIGNATURE_DEF_FIELD = "signature_def"
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 _ERROR_CODE_OK, _ERROR_CODE_UNKNOWN = 0, 2  # tensorflow.error.Code
-
-
-@functools.lru_cache(maxsize=32)
-def serving_signature_def(saved_model_pb: Path) -> meta_graph_pb2.SignatureDef:
-    """The `serving_default` SignatureDef exactly as the export wrote it (tensor names included).
-    A loaded version's files never change, so one read per version is enough."""
-    saved_model = saved_model_pb2.SavedModel.FromString(saved_model_pb.read_bytes())
-    return saved_model.meta_graphs[0].signature_def[SIGNATURE_KEY]
 
 
 class _Resolver:
@@ -146,7 +134,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                                f"got {fields}")
         model = self._core.repository.resolve(name, version).model
         signatures = get_model_metadata_pb2.SignatureDefMap()
-        signatures.signature_def[SIGNATURE_KEY].CopyFrom(serving_signature_def(model.path / "saved_model.pb"))
+        # exactly as the export wrote it (tensor names included), kept from load time: the
+        # version's files may be gone from disk by now while it still serves
+        signatures.signature_def[SIGNATURE_KEY].ParseFromString(model.signature_def)
         response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=_spec(name, model.version))
         response.metadata[SIGNATURE_DEF_FIELD].Pack(signatures)
         return response
