@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mnist (default) or fashion-mnist: class names and download mirrors")
     p.add_argument("--model", choices=ARCHITECTURES, default="cnn", help="architecture (default: cnn)")
     p.add_argument("--recipe", choices=RECIPES, default="default",
-                   help="default: Adam 3e-3 with warm-up and cosine decay, batch 128, 15 epochs, 2-pixel "
+                   help="default: Adam 3e-3 with warm-up and cosine decay, batch 128, 10 epochs, 2-pixel "
                         "shifts; tutorial: the tutorials' exact training (CNN: Adam 1e-4, batch 64, "
                         "10,000 steps)")
     length = p.add_mutually_exclusive_group()

@@ -32,7 +32,7 @@ _TUTORIAL = {
 # Ours: a short warm-up then cosine decay lets a high peak rate converge in few epochs; shifts of up to
 # 2 pixels are the augmentation that helps MNIST digits most (they are centred by centre of mass).
 _DEFAULT = {
-    "cnn": Recipe(optimizer="adam", learning_rate=3e-3, batch_size=128, epochs=15,
+    "cnn": Recipe(optimizer="adam", learning_rate=3e-3, batch_size=128, epochs=10,
                   schedule="warmup-cosine", warmup_fraction=0.03, shift_pixels=2),
     "linear": Recipe(optimizer="adam", learning_rate=3e-3, batch_size=128, epochs=10,
                      schedule="warmup-cosine", warmup_fraction=0.03),

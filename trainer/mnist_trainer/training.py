@@ -75,8 +75,36 @@ class Predictor:
         return float(np.mean(self.logits(split.images).argmax(axis=1) == split.labels))
 
 
+@dataclass
+class _Window:
+    """Training loss, accuracy and throughput since the last progress line."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+    def add(self, loss: float, correct: int, seen: int, seconds: float) -> None:
+        self.loss_sum += loss * seen
+        self.correct += correct
+        self.seen += seen
+        self.seconds += seconds
+
+    def summary(self) -> str:
+        return (f"loss {self.loss_sum / self.seen:.4f}  train acc {100 * self.correct / self.seen:.2f}%  "
+                f"{self.seen / max(self.seconds, 1e-9):.0f} images/s")
+
+
+def _epochs(train_split: Split, batch: int, shift_pixels: int, rng: np.random.Generator):
+    """Endless epochs, each a list of batches of a fresh shuffle (and random shift) of the training split."""
+    while True:
+        order = rng.permutation(len(train_split))
+        images = shift_images(train_split.images[order], shift_pixels, rng)
+        labels = train_split.labels[order]
+        yield [(images[i:i + batch], labels[i:i + batch]) for i in range(0, len(labels), batch)]
+
+
 def train(model: keras.Model, splits: Splits, recipe: Recipe, seed: int, log_every: int = 100) -> TrainResult:
-    rng = np.random.default_rng(seed)
     n_train, batch = len(splits.train), recipe.batch_size
     steps_per_epoch = math.ceil(n_train / batch)
     total_steps = recipe.steps or max(1, round(recipe.epochs * steps_per_epoch))
@@ -96,39 +124,25 @@ def train(model: keras.Model, splits: Splits, recipe: Recipe, seed: int, log_eve
 
     log.info("training %s for %d steps (%.1f epochs of %d images, batch %d), recipe %s",
              model.name, total_steps, total_steps / steps_per_epoch, n_train, batch, recipe.as_dict())
-    result = TrainResult(0, 0.0, 0, -1.0, 0.0, 0.0)
+    result = TrainResult(steps=0, epochs=0.0, best_step=0, best_validation_accuracy=-1.0,
+                         training_seconds=0.0, images_per_second=0.0)
     best_weights = None
     started = time.perf_counter()
-    step_seconds, images_seen = 0.0, 0
-    window = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-    step = 0
-    while step < total_steps:
-        order = rng.permutation(n_train)
-        images = shift_images(splits.train.images[order], recipe.shift_pixels, rng)
-        labels = splits.train.labels[order]
-        for start in range(0, n_train, batch):
+    step, total, window = 0, _Window(), _Window()
+    for batches in _epochs(splits.train, batch, recipe.shift_pixels, np.random.default_rng(seed)):
+        for images, labels in batches[:total_steps - step]:
             t0 = time.perf_counter()
-            loss, correct = train_step(images[start:start + batch], labels[start:start + batch])
-            loss = float(loss)
-            elapsed = time.perf_counter() - t0
+            loss, correct = train_step(images, labels)
+            loss, correct, elapsed = float(loss), int(correct), time.perf_counter() - t0
             step += 1
-            step_seconds += elapsed
-            seen = min(batch, n_train - start)
-            images_seen += seen
-            window["loss"] += loss * seen
-            window["correct"] += int(correct)
-            window["seen"] += seen
-            window["seconds"] += elapsed
+            total.add(loss, correct, len(labels), elapsed)
+            window.add(loss, correct, len(labels), elapsed)
             if not math.isfinite(loss):
                 raise TrainingDivergedError(f"loss became {loss} at step {step}; try a lower --learning-rate")
             if step % log_every == 0 or step == total_steps:
-                log.info("step %d/%d  epoch %.2f  loss %.4f  train acc %.2f%%  lr %.2e  %.0f images/s",
-                         step, total_steps, step / steps_per_epoch, window["loss"] / window["seen"],
-                         100 * window["correct"] / window["seen"], _current_lr(optimizer),
-                         window["seen"] / max(window["seconds"], 1e-9))
-                window = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-            if step == total_steps:
-                break
+                log.info("step %d/%d  epoch %.2f  %s  lr %.2e", step, total_steps, step / steps_per_epoch,
+                         window.summary(), float(optimizer.learning_rate))
+                window = _Window()
         validation = predictor.accuracy(splits.validation)
         is_best = validation > result.best_validation_accuracy
         if is_best:
@@ -139,15 +153,13 @@ def train(model: keras.Model, splits: Splits, recipe: Recipe, seed: int, log_eve
                                "seconds": round(time.perf_counter() - started, 2)})
         log.info("epoch %.2f: validation accuracy %.2f%%%s", step / steps_per_epoch, 100 * validation,
                  " (best so far)" if is_best else "")
+        if step == total_steps:
+            break
     model.set_weights(best_weights)
     result.steps, result.epochs = step, round(step / steps_per_epoch, 3)
     result.training_seconds = time.perf_counter() - started
-    result.images_per_second = images_seen / max(step_seconds, 1e-9)
+    result.images_per_second = total.seen / max(total.seconds, 1e-9)
     log.info("kept the weights of step %d (validation accuracy %.2f%%); %.1f s, %.0f images/s",
              result.best_step, 100 * result.best_validation_accuracy, result.training_seconds,
              result.images_per_second)
     return result
-
-
-def _current_lr(optimizer: keras.optimizers.Optimizer) -> float:
-    return float(optimizer.learning_rate)
