@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test unit integration e2e demo bench proto check-proto clean
+.PHONY: install system-deps test audit unit integration e2e demo bench proto check-proto clean
 
 $(STAMP): requirements/lock.txt client/pyproject.toml server/pyproject.toml trainer/pyproject.toml scripts/perf_analyzer.py
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,13 @@ install: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
+# The tests, then the dependency audit (run even when tests fail; either failing fails `make test`).
 test: install system-deps
-	$(PY) -m pytest $(PYTEST_ARGS) tests
+	$(PY) -m pytest $(PYTEST_ARGS) tests; tests=$$?; $(MAKE) --no-print-directory audit; audit=$$?; exit $$(( tests || audit ))
+
+# Known vulnerabilities in the pinned dependencies (pip-audit); fails when it cannot check.
+audit: install
+	PY=$(PY) bash scripts/audit-dependencies.sh
 
 unit: install
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit
