@@ -8,8 +8,10 @@ import grpc
 import pytest
 
 from mnist_server import security
-from mnist_server.config import AUTH_EXEMPT_DEFAULT, ConfigError
+from mnist_server.config import AUTH_EXEMPT_DEFAULT, ConfigError, parse_settings
 from mnist_server.metrics import ServerMetrics
+
+from tests.support.certs import make_pki
 
 ALICE = "alice-0123456789abcdef"
 BOB = "bob-0123456789abcdef+/=="
@@ -81,3 +83,21 @@ def test_token_file_rules(tmp_path, text, message):
     else:
         with pytest.raises(ConfigError, match=message):
             security.load_tokens(path)
+
+
+def test_flags_come_from_the_environment_too(tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    (tmp_path / "tokens").write_text(f"{ALICE}\n")
+    env = {"MNIST_SERVER_MODEL_DIR": str(tmp_path), "MNIST_SERVER_TLS_CERT": pki.server_cert,
+           "MNIST_SERVER_TLS_KEY": pki.server_key, "MNIST_SERVER_TLS_CLIENT_CA": pki.ca_cert,
+           "MNIST_SERVER_AUTH_TOKEN_FILE": str(tmp_path / "tokens"), "MNIST_SERVER_AUTH_EXEMPT_SERVICES": "",
+           "MNIST_SERVER_MAX_CONCURRENT_RPCS": "8", "MNIST_SERVER_MAX_CONCURRENT_STREAMS": "4"}
+    settings = parse_settings([], env)
+    assert (str(settings.tls_cert), str(settings.tls_key), str(settings.tls_client_ca)) == \
+        (pki.server_cert, pki.server_key, pki.ca_cert)
+    assert settings.auth_token_file == tmp_path / "tokens" and settings.auth_exempt_services == ()
+    assert (settings.max_concurrent_rpcs, settings.max_concurrent_streams) == (8, 4)
+    defaults = parse_settings(["--model-dir", str(tmp_path)], {})
+    assert (defaults.tls_cert, defaults.auth_token_file, defaults.auth_exempt_services) == (None, None, AUTH_EXEMPT_DEFAULT)
+    assert (defaults.max_concurrent_rpcs, defaults.max_concurrent_streams, defaults.max_receive_message_bytes,
+            defaults.max_images_per_request, defaults.max_decoded_pixels) == (512, 256, 16 * 2**20, 4096, 16 * 2**20)
