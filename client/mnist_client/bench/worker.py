@@ -14,6 +14,7 @@ from mnist_client.bench import loops
 from mnist_client.bench.config import WorkerPlan
 from mnist_client.bench.recorder import Recorder
 from mnist_client.channel import aio_channel, auth_metadata
+from mnist_serving.v1 import classifier_pb2 as pb
 
 CLASSIFY = "/mnist_serving.v1.Classifier/Classify"
 CLASSIFY_STREAM = "/mnist_serving.v1.Classifier/ClassifyStream"
@@ -52,7 +53,7 @@ async def _drive(plan: WorkerPlan, channels: list, recorder: Recorder, start: fl
     metadata = auth_metadata(config.token)
     if config.stream:
         calls = [c.stream_stream(CLASSIFY_STREAM, request_serializer=None,
-                                 response_deserializer=loops.pb.ClassifyResponse.FromString)
+                                 response_deserializer=pb.ClassifyResponse.FromString)
                  for c in channels]
     else:
         calls = [c.unary_unary(CLASSIFY, request_serializer=None, response_deserializer=None)
