@@ -1,0 +1,204 @@
+"""Scale-out without containers: Debian's nginx, running the project's own load-balancer config
+(deploy/nginx/templates/default.conf.template, upstreams pointed at loopback ports), in front of three
+real mnist-server processes, called with the real client.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_client import MnistClient
+from tests.support.server_process import HOST, ServerProcess, free_port, http_get
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "templates" / "default.conf.template"
+REPLICAS = 3
+CLASSIFY_METHOD = "mnist_serving.v1.Classifier/Classify"
+
+pytestmark = pytest.mark.slow
+
+
+def render_lb_config(upstream_ports: list[int], listen: str) -> str:
+    """What the nginx image's entrypoint renders, with one upstream line per loopback replica
+    (compose gets the replicas from one service name instead)."""
+    text = TEMPLATE.read_text()
+    upstream = re.search(r"^(\s*)server \$\{MNIST_UPSTREAM\}(.*);$", text, re.MULTILINE)
+    assert upstream, "the template lost its `server ${MNIST_UPSTREAM} ...;` line"
+    indent, params = upstream.groups()
+    lines = "\n".join(f"{indent}server {HOST}:{port}{params};" for port in upstream_ports)
+    text = text[:upstream.start()] + lines + text[upstream.end():]
+    text = text.replace("${MNIST_LB_LISTEN}", listen)
+    directives = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    leftover = re.findall(r"\$\{\w+\}", directives)
+    assert not leftover, f"template variables the test does not set: {leftover}"
+    return text
+
+
+class Nginx:
+    """Debian's nginx in the foreground with a private prefix, pid file and temp paths."""
+
+    def __init__(self, site_config: str, workdir: Path, port: int):
+        self.workdir = workdir
+        self.port = port
+        (workdir / "logs").mkdir()
+        (workdir / "lb.conf").write_text(site_config)
+        # The image's nginx.conf part: everything outside http{} is the packaging's, not the project's.
+        (workdir / "nginx.conf").write_text(f"""
+daemon off;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log stderr notice;
+events {{ worker_connections 512; }}
+http {{
+    client_body_temp_path {workdir}/body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fastcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+    include {workdir}/lb.conf;
+}}
+""")
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / "nginx.out"
+
+    def check(self) -> subprocess.CompletedProcess:
+        return subprocess.run([self.binary(), "-t", "-p", str(self.workdir), "-c", str(self.workdir / "nginx.conf")],
+                              capture_output=True, text=True, timeout=30)
+
+    @staticmethod
+    def binary() -> str:
+        path = shutil.which("nginx") or "/usr/sbin/nginx"
+        assert Path(path).exists(), "Debian's nginx is missing: make system-deps"
+        return path
+
+    def __enter__(self) -> "Nginx":
+        checked = self.check()
+        assert checked.returncode == 0, checked.stderr
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([self.binary(), "-p", str(self.workdir), "-c",
+                                          str(self.workdir / "nginx.conf")], stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful stop
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def classify_calls_served(server: ServerProcess) -> float:
+    """Successful Classify calls this replica counted itself (its /metrics)."""
+    status, body = http_get(server.http_url + "/metrics")
+    assert status == 200
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith("mnist_serving_requests_total{") and f'method="{CLASSIFY_METHOD}"' in line \
+                and 'code="OK"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.fixture(scope="module")
+def replicas(exported_model):
+    """Three replicas for the module; a test that stops one starts it again on the same ports."""
+    servers = [ServerProcess(["--model-dir", str(exported_model)]) for _ in range(REPLICAS)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def load_balancer(replicas, tmp_path_factory):
+    port = free_port()
+    config = render_lb_config([s.port for s in replicas], f"{HOST}:{port}")
+    with Nginx(config, tmp_path_factory.mktemp("nginx"), port) as nginx:
+        deadline = time.monotonic() + 20
+        while True:  # listening and forwarding?
+            with MnistClient(f"{HOST}:{port}", timeout=2, retries=0, health_check=False) as client:
+                try:
+                    if client.health(timeout=2) == "SERVING":
+                        break
+                except Exception:  # noqa: BLE001 - not up yet
+                    pass
+            assert nginx.proc.poll() is None, nginx.log_text()
+            assert time.monotonic() < deadline, nginx.log_text()
+            time.sleep(0.1)
+        yield nginx
+
+
+def digits(count: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+
+
+def test_rendered_config_is_what_the_template_says():
+    text = render_lb_config([1001, 1002, 1003], "127.0.0.1:9999")
+    assert "listen 127.0.0.1:9999 http2;" in text
+    assert re.findall(r"server 127\.0\.0\.1:(\d+) max_fails=1 fail_timeout=5s;", text) == ["1001", "1002", "1003"]
+
+
+def test_calls_through_nginx_reach_every_replica(replicas, load_balancer):
+    before = [classify_calls_served(s) for s in replicas]
+    with MnistClient(f"{HOST}:{load_balancer.port}", timeout=10) as client:
+        for _ in range(30):
+            assert len(client.classify(digits(1))) == 1
+    served = [classify_calls_served(s) - b for s, b in zip(replicas, before)]
+    assert sum(served) == 30
+    assert all(n > 0 for n in served), served
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "drained"])
+def test_losing_a_replica_mid_load_costs_no_call(replicas, load_balancer, sig):
+    """SIGKILL: calls in flight on the replica break (nginx answers 502) and the client retries them;
+    SIGTERM: the replica drains for its default 20 s grace period (compose/Kubernetes scale-down)
+    while the others take the calls. Either way no call fails."""
+    calls, workers = 600, 4
+    victim = replicas[1]
+    done = 0
+    done_lock = threading.Lock()
+    victim_served: list[float] = []
+    failures: list[BaseException] = []
+
+    with MnistClient(f"{HOST}:{load_balancer.port}", timeout=10) as client:
+        def one_call(_):
+            nonlocal done
+            try:
+                assert len(client.classify(digits(4))) == 4
+            except BaseException as error:  # noqa: BLE001 - every failure is counted and reported
+                failures.append(error)
+            with done_lock:
+                done += 1
+                if done == calls // 3:  # the other workers' calls are in flight
+                    victim_served.append(classify_calls_served(victim))
+                    victim.proc.send_signal(sig)
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one_call, range(calls), timeout=300))
+        elapsed = time.monotonic() - started
+
+    assert victim_served and victim_served[0] > 0, "the replica got no calls before it went"
+    assert victim.proc.wait(30) == (-signal.SIGKILL if sig == signal.SIGKILL else 0)
+    assert failures == [], (f"{len(failures)} of {calls} calls failed, first: {failures[0]!r}\n"
+                            f"{load_balancer.log_text()[-3000:]}")
+    survivors = [classify_calls_served(s) for s in (replicas[0], replicas[2])]
+    assert all(n > 0 for n in survivors), survivors
+    print(f"{calls} calls in {elapsed:.1f} s through nginx, replica {sig.name}, 0 failed")
+    victim.start()  # for the next test, on the same ports nginx knows
