@@ -40,9 +40,12 @@ def measure_server(server: ServerProcess, point: Point, seconds: float, warmup: 
                          rate=point.rate, duration=seconds, warmup=warmup,
                          processes=min(processes, point.concurrency),
                          timeout=REQUEST_TIMEOUT_S)
+    batching_before = server.batching_counters()
     cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
     result = run_bench(config, IMAGES, progress=None)
-    server_cores = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+    elapsed = time.monotonic() - wall_before
+    server_cores = (server.cpu_seconds() - cpu_before) / elapsed
+    batching = batching_summary(batching_before, server.batching_counters(), elapsed)
     latency = result["latency_ms"]
     return {
         "images_per_s": result["images_per_s"],
@@ -55,7 +58,20 @@ def measure_server(server: ServerProcess, point: Point, seconds: float, warmup: 
         "client_cpu_us_per_request": result["client_cpu_us_per_request"],
         # Includes the warm-up and worker start, so a slight underestimate of the load-time use.
         "server_cores": server_cores,
+        **batching,
     }
+
+
+def batching_summary(before: dict | None, after: dict | None, elapsed: float) -> dict:
+    """Mean batch size, mean queue wait and the share of time the model computed, during a run
+    (warm-up included)."""
+    if before is None or after is None:
+        return {}
+    delta = {key: after[key] - before[key] for key in after}
+    batches, waits = delta["batch_size_count"], delta["queue_wait_seconds_count"]
+    return {"mean_batch": delta["batch_size_sum"] / batches if batches else None,
+            "mean_queue_wait_ms": 1e3 * delta["queue_wait_seconds_sum"] / waits if waits else None,
+            "model_busy": delta["compute_seconds_sum"] / elapsed}
 
 
 class ComputeWorker:

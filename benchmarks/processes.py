@@ -13,10 +13,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc as pb_grpc
@@ -26,6 +28,8 @@ READY_LINE = re.compile(r"listening on (\S+):(\d+)")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PROBE_RETRY_S = 0.05
+BATCH_COUNTERS = ("batch_size_count", "batch_size_sum", "compute_seconds_sum",
+                  "queue_wait_seconds_sum", "queue_wait_seconds_count")
 STOP_TIMEOUT_S = 15.0
 
 
@@ -72,6 +76,7 @@ class ServerProcess:
     proc: subprocess.Popen | None = field(default=None, repr=False)
     _port_found: threading.Event = field(default_factory=threading.Event, repr=False)
     _launched: float = field(default=0.0, repr=False)
+    http_port: int | None = None  # ours: /metrics, for batch sizes and model busy time
 
     def start(self, timeout: float = 120.0) -> "ServerProcess":
         """Starts the server and returns once it answered a Classify; records `ready_s`."""
@@ -83,8 +88,8 @@ class ServerProcess:
         if self.spec.prints_port:
             args += ["--host", "127.0.0.1", "--port", "0"]
         else:
-            port = free_port()
-            args += ["--host", "127.0.0.1", "--port", str(port), "--http-port", str(free_port())]
+            port, self.http_port = free_port(), free_port()
+            args += ["--host", "127.0.0.1", "--port", str(port), "--http-port", str(self.http_port)]
             self.target = f"127.0.0.1:{port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._launched = time.monotonic()
@@ -138,6 +143,20 @@ class ServerProcess:
                         raise RuntimeError(f"{self.spec.label}: first Classify failed: {error.code().name} "
                                            f"{error.details()}") from None
                     time.sleep(PROBE_RETRY_S)  # a failed probe returned at once: do not spin
+
+    def batching_counters(self) -> dict[str, float] | None:
+        """Our server's cumulative batch metrics (None for servers without /metrics)."""
+        if self.http_port is None:
+            return None
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        wanted = {f"mnist_serving_{name}" for name in BATCH_COUNTERS}
+        totals = dict.fromkeys(wanted, 0.0)
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in wanted:
+                    totals[sample.name] += sample.value
+        return {name: totals[f"mnist_serving_{name}"] for name in BATCH_COUNTERS}
 
     @property
     def pid(self) -> int:

@@ -164,6 +164,23 @@ def _cost_table(results: dict) -> list[str]:
     return lines + [""]
 
 
+def _batching_table(results: dict) -> list[str]:
+    lines = ["### How our server batched", "",
+             "From its own /metrics around each run: mean images per model call, mean wait in the batch "
+             "queue, and the share of the run the model was computing (medians of rounds).", "",
+             "| configuration | point | images per call | queue wait ms | model busy |", "|---|---|---:|---:|---:|"]
+    for label, info in results["servers"].items():
+        if info["kind"] != "ours":
+            continue
+        for key, rounds in results["closed"].get(label, {}).items():
+            values = [(r.get("mean_batch"), r.get("mean_queue_wait_ms"), r.get("model_busy")) for r in rounds]
+            if not values or any(v is None for row in values for v in row):
+                continue
+            batch, wait, busy = (statistics.median(column) for column in zip(*values))
+            lines.append(f"| {label} | {key} | {batch:.1f} | {wait:.2f} | {busy:.0%} |")
+    return lines + [""]
+
+
 def _perf_analyzer_table(results: dict) -> list[str]:
     runs = results.get("perf_analyzer")
     if not runs:
@@ -231,7 +248,8 @@ def render(results: dict, plot_link: str) -> str:
     lines += ["### Targets", "", "| target | measured | met |", "|---|---|:-:|"]
     lines += [f"| {t['name']} | {t['measured']} | {'yes' if t['met'] else 'no' if t['met'] is False else '?'} |"
               for t in results["targets"]] + [""]
-    lines += _compute_table(results) + _closed_tables(results) + _cost_table(results) + _perf_analyzer_table(results)
+    lines += _compute_table(results) + _closed_tables(results) + _cost_table(results) + _batching_table(results)
+    lines += _perf_analyzer_table(results)
     lines += _sweep_table(results, plot_link) + _profile_tables(results) + [END]
     return "\n".join(lines) + "\n"
 
