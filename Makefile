@@ -22,11 +22,13 @@ install: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
-# The tests, then the dependency audit (run even when tests fail; either failing fails `make test`).
+# The dependency audit, then the tests (run even when the audit fails; either failing fails `make test`).
+# pytest goes last so its summary is the run's closing line.
 test: install system-deps
-	$(PY) -m pytest $(PYTEST_ARGS) tests; tests=$$?; $(MAKE) --no-print-directory audit; audit=$$?; exit $$(( tests || audit ))
+	$(MAKE) --no-print-directory audit; audit=$$?; $(PY) -m pytest $(PYTEST_ARGS) tests; tests=$$?; exit $$(( tests || audit ))
 
-# Known vulnerabilities in the pinned dependencies (pip-audit); fails when it cannot check.
+# Known vulnerabilities in the pinned dependencies (pip-audit): fails on any; says loudly what it could
+# not check (AUDIT=strict fails then too, AUDIT=off skips) - see scripts/audit-dependencies.sh.
 audit: install
 	PY=$(PY) bash scripts/audit-dependencies.sh
 
