@@ -50,7 +50,8 @@ def test_no_version_yet_is_unavailable_until_one_appears(tmp_path, exported_mode
             with pytest.raises(grpc.RpcError) as info:
                 stub.Classify(packed(np.zeros((1, 28, 28), np.uint8)), timeout=10)
             assert info.value.code() is grpc.StatusCode.UNAVAILABLE
-            assert info.value.details() == "model 'mnist' is unavailable: no version loaded yet"
+            assert info.value.details() == (f"model 'mnist' is unavailable: no version loaded yet "
+                                            f"(no version directory with a SavedModel in {base})")
 
             shutil.copytree(exported_model / "1", base / ".tmp-1")
             (base / ".tmp-1").rename(base / "1")
