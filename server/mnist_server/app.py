@@ -60,6 +60,9 @@ class ModelServer:
             options=[("grpc.max_receive_message_length", settings.max_receive_message_bytes),
                      ("grpc.max_send_message_length", settings.max_receive_message_bytes),
                      ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+                     # clients keep connections alive with pings (mnist_client: every 60 s in a
+                     # call); the default tolerance of one per 5 minutes would drop them
+                     ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
                      ("grpc.so_reuseport", 0)],  # a taken port is an error, not a shared port
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs)  # beyond: RESOURCE_EXHAUSTED
         self.service_names: list[str] = []
