@@ -112,8 +112,18 @@ class DockerEngine:
         if self._log is not None:
             self._log.close()
         if self.run_dir is not None:
-            subprocess.run(["umount", "-R", "-l", str(self.run_dir / "exec")], capture_output=True)
+            # dockerd leaves its netns mount under the exec root; unmount what is left, deepest first.
+            for mount in sorted(self._mounts_below(self.run_dir), reverse=True):
+                subprocess.run(["umount", "--lazy", mount], capture_output=True)
             shutil.rmtree(self.run_dir, ignore_errors=True)
+            if self.run_dir.exists():
+                raise EngineError(f"could not remove {self.run_dir}: {self._mounts_below(self.run_dir)}")
+
+    @staticmethod
+    def _mounts_below(path: Path) -> list[str]:
+        with open("/proc/self/mounts") as mounts:
+            points = [line.split()[1] for line in mounts]
+        return [p for p in points if p.startswith(f"{path}/")]
 
     def docker(self, *args: str, check: bool = True, timeout: float = 120.0,
                input: bytes | None = None) -> subprocess.CompletedProcess:
