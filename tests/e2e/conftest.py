@@ -80,6 +80,12 @@ def _seconds_between(start: str, end: str) -> float:
 
 
 @pytest.fixture(scope="session")
+def e2e_fact():
+    """Tests report a measured figure with it (printed now and in the final table)."""
+    return fact
+
+
+@pytest.fixture(scope="session")
 def docker_engine():
     if missing_tools():
         with step(f"install {' '.join(missing_tools())} (Debian packages)"):
