@@ -6,6 +6,7 @@ neither used nor touched, and the stand-in images never shadow real ones there.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -50,9 +51,12 @@ def install_system_deps() -> None:
 class DockerEngine:
     """`with DockerEngine() as engine:` a running dockerd; `engine.env` points clients at it."""
 
-    def __init__(self, data_root: Path = DEFAULT_DATA_ROOT, start_timeout: float = 60.0):
+    def __init__(self, data_root: Path = DEFAULT_DATA_ROOT, start_timeout: float = 60.0,
+                 lock_timeout: float = 1800.0):
         self.data_root = data_root
         self.start_timeout = start_timeout
+        self.lock_timeout = lock_timeout
+        self._lock = None
         self.run_dir: Path | None = None
         self.proc: subprocess.Popen | None = None
         self._log = None
@@ -75,6 +79,7 @@ class DockerEngine:
         if os.geteuid() != 0:
             raise EngineError("the e2e stage starts its own dockerd, which needs root")
         self.data_root.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
         # Short path: containerd's socket lives under the exec root and socket paths max out at 107 bytes.
         self.run_dir = Path(tempfile.mkdtemp(prefix="mnist-e2e-", dir="/tmp"))
         self._log = open(self.run_dir / "dockerd.log", "wb")
@@ -89,6 +94,19 @@ class DockerEngine:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def _take_lock(self) -> None:
+        """One dockerd per data root: a second e2e run on this machine waits for the first."""
+        self._lock = open(self.data_root.parent / f"{self.data_root.name}.lock", "w")
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise EngineError(f"another e2e run holds {self._lock.name} for over {self.lock_timeout}s")
+                time.sleep(1)
 
     def _wait_until_up(self) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -118,6 +136,8 @@ class DockerEngine:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             if self.run_dir.exists():
                 raise EngineError(f"could not remove {self.run_dir}: {self._mounts_below(self.run_dir)}")
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
 
     @staticmethod
     def _mounts_below(path: Path) -> list[str]:
