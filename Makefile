@@ -32,7 +32,7 @@ test: install system-deps
 audit: install
 	PY=$(PY) bash scripts/audit-dependencies.sh
 
-unit: install
+unit: install system-deps
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit
 
 integration: install system-deps

@@ -53,6 +53,7 @@ class ServerProcess:
             self.http_port = free_port()
         self.proc: subprocess.Popen | None = None
         self._log_file = None
+        self._final_log = ""
 
     @property
     def target(self) -> str:
@@ -65,6 +66,8 @@ class ServerProcess:
     def log_text(self) -> str:
         if self._log_file is None:
             return ""
+        if self._log_file.closed:  # stop() kept the text and removed the file
+            return self._final_log
         return Path(self._log_file.name).read_text(errors="replace")
 
     def __enter__(self) -> "ServerProcess":
@@ -122,8 +125,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self._log_file is not None:
+        if self._log_file is not None and not self._log_file.closed:
+            self._final_log = Path(self._log_file.name).read_text(errors="replace")
             self._log_file.close()
+            Path(self._log_file.name).unlink(missing_ok=True)
 
 
 def scrape_metrics(http_url: str) -> dict[tuple[str, tuple], float]:
