@@ -177,6 +177,11 @@ def test_losing_a_replica_mid_load_costs_no_call(replicas, load_balancer, sig):
     failures: list[BaseException] = []
 
     with MnistClient(f"{HOST}:{load_balancer.port}", timeout=10) as client:
+        # A replica restarted by the previous test is back in nginx's rotation only after the
+        # upstream's fail_timeout: wait (bounded) until calls reach it again.
+        back_by = time.monotonic() + 30
+        while classify_calls_served(victim) == 0 and time.monotonic() < back_by:
+            client.classify(digits(4))
         def one_call(_):
             nonlocal done
             try:
