@@ -14,14 +14,14 @@ from mnist_client.images import ImageDecodeError, decode_image
 from mnist_serving.v1 import classifier_pb2, classifier_pb2_grpc
 
 from ..config import Settings
-from ..errors import InvalidInput, ShuttingDown, to_status
+from ..errors import InvalidInput, to_status
 from ..inference import InferenceCore, InferenceResult
+from .streams import ordered_stream
 
 SERVICE_NAME = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name
 SIDE = 28
 PIXELS = SIDE * SIDE
 STREAM_WINDOW = 64  # requests of one stream computed concurrently (they may share batches)
-_END, _DRAIN = object(), object()
 
 
 class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
@@ -37,38 +37,10 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
     async def ClassifyStream(self, request_iterator: AsyncIterator[classifier_pb2.ClassifyRequest],
                              context: grpc.aio.ServicerContext):
         deadline = self._core.deadline_from_timeout(context.time_remaining())
-        answers: asyncio.Queue = asyncio.Queue()  # answer tasks in request order, then _END/_DRAIN
-        window = asyncio.Semaphore(STREAM_WINDOW)
-
-        async def read() -> None:
-            try:
-                async for request in request_iterator:
-                    await window.acquire()
-                    if self._core.draining:
-                        return  # the _DRAIN marker (queued first) ends the stream
-                    answers.put_nowait(asyncio.ensure_future(self._answer(request, deadline)))
-            finally:
-                answers.put_nowait(_END)
-
-        unsubscribe = self._core.on_drain(lambda: answers.put_nowait(_DRAIN))
-        reader = asyncio.create_task(read())
-        try:
-            while True:
-                item = await answers.get()
-                if item is _END:
-                    break
-                if item is _DRAIN:
-                    raise ShuttingDown()  # UNAVAILABLE: the client resends the rest elsewhere
-                yield await item
-                window.release()
-            await reader  # surfaces a failure of the request stream itself
-        finally:
-            unsubscribe()
-            reader.cancel()
-            while not answers.empty():
-                item = answers.get_nowait()
-                if isinstance(item, asyncio.Future):
-                    item.cancel()
+        async for response in ordered_stream(self._core, request_iterator,
+                                             lambda request: self._answer(request, deadline),
+                                             STREAM_WINDOW):
+            yield response
 
     async def _answer(self, request: classifier_pb2.ClassifyRequest,
                       deadline: float | None) -> classifier_pb2.ClassifyResponse:

@@ -150,7 +150,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                     infer_response=service_pb2.ModelInferResponse(
                         model_name=request.model_name, model_version=request.model_version, id=request.id))
 
-        async for response in ordered_stream(self._core, request_iterator, context, answer):
+        async for response in ordered_stream(self._core, request_iterator, answer):
             yield response
 
     async def _infer(self, request: service_pb2.ModelInferRequest, deadline: float | None) -> service_pb2.ModelInferResponse:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
-import grpc
-
-from ..errors import ShuttingDown, to_status
+from ..errors import ShuttingDown
 from ..inference import InferenceCore
 
 Request = TypeVar("Request")
@@ -18,7 +16,6 @@ _END, _DRAIN = object(), object()
 
 
 async def ordered_stream(core: InferenceCore, requests: AsyncIterator[Request],
-                         context: grpc.aio.ServicerContext,
                          answer: Callable[[Request], Awaitable[Response]], window: int = 64):
     """Yields answer(request) for each request, in order. `answer` must not raise."""
     answers: asyncio.Queue = asyncio.Queue()  # answer tasks in request order, then _END/_DRAIN
@@ -42,8 +39,7 @@ async def ordered_stream(core: InferenceCore, requests: AsyncIterator[Request],
             if item is _END:
                 break
             if item is _DRAIN:
-                code, message = to_status(ShuttingDown())
-                await context.abort(code, message)
+                raise ShuttingDown()  # UNAVAILABLE via the interceptor, counted before it is sent
             yield await item
             slots.release()
         await reader  # surfaces a failure of the request stream itself
