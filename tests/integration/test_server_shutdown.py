@@ -52,7 +52,7 @@ def test_sigterm_under_load_answers_every_accepted_call(exported_model):
                     outcomes.append("OK")
                 except grpc.RpcError as error:
                     outcomes.append(error.code().name)
-                    if error.code() is grpc.StatusCode.UNAVAILABLE:
+                    if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                         return
 
         workers = [threading.Thread(target=hammer, daemon=True) for _ in range(4)]
@@ -76,7 +76,11 @@ def test_sigterm_under_load_answers_every_accepted_call(exported_model):
         channel.close()
 
     assert outcomes.count("OK") > 0
-    assert set(outcomes) <= {"OK", "UNAVAILABLE"}, sorted(set(outcomes))  # nothing accepted was lost
+    # Nothing accepted was lost: each caller's only non-OK answer is its last, the refusal once the
+    # server stopped taking calls - UNAVAILABLE, or CANCELLED for a call that reached the server as it
+    # closed, before any handler took it (gRPC core, grpc/grpc#41785; the client library retries it).
+    assert set(outcomes) <= {"OK", "UNAVAILABLE", "CANCELLED"}, sorted(set(outcomes))
+    assert len(outcomes) - outcomes.count("OK") <= len(workers), outcomes
     log = server.log_text()
     assert "received SIGTERM" in log and "draining" in log and "stopped" in log
 
