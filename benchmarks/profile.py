@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from benchmarks.load import Point, measure_server
-from benchmarks.processes import ServerProcess
+from benchmarks.processes import REPO_ROOT, ServerProcess
 
 SAMPLES_PER_S = 200
 TOP = 15
@@ -45,7 +45,30 @@ def record(server: ServerProcess, point: Point, seconds: float, warmup: float, o
             spy.wait()
     if spy.returncode != 0 or not raw.is_file():
         return {"kind": name, "error": errors.strip()[-500:] or f"py-spy exited {spy.returncode}"}
-    return {"kind": name, "raw_file": raw.name, "load": load, **summarise(raw.read_text())}
+    return {"kind": name, "raw_file": str(raw.relative_to(REPO_ROOT)) if raw.is_relative_to(REPO_ROOT) else str(raw),
+            "load": load, **summarise(raw.read_text())}
+
+
+# Where a sample's time goes, decided from its stack (first matching rule wins).
+CATEGORIES = (
+    ("model call (TensorFlow, in the model worker thread)",
+     lambda frames, leaf: any("LoadedModel.predict" in f or "tensorflow/" in f for f in frames)),
+    ("event loop waiting in epoll", lambda frames, leaf: leaf.startswith("EpollSelector.select")),
+    ("our request path (interceptor, service, core, batcher, metrics)",
+     lambda frames, leaf: any("mnist_server/" in f and "__main__" not in f for f in frames)),
+    ("gRPC and asyncio C code run by event-loop callbacks", lambda frames, leaf: leaf.startswith("Handle._run")),
+    ("asyncio scheduling (Python)", lambda frames, leaf: "asyncio/" in leaf),
+    ("thread hand-offs (executor, queues, locks)",
+     lambda frames, leaf: any(name in leaf for name in ("concurrent/futures", "threading.py", "queue"))),
+)
+
+
+def category(frames: list[str]) -> str:
+    leaf = frames[-1] if frames else ""
+    for name, matches in CATEGORIES:
+        if matches(frames, leaf):
+            return name
+    return "other"
 
 
 def summarise(collapsed: str) -> dict:
@@ -53,6 +76,7 @@ def summarise(collapsed: str) -> dict:
     inclusive: Counter = Counter()
     own: Counter = Counter()
     threads: Counter = Counter()
+    categories: Counter = Counter()
     total = 0
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -64,6 +88,7 @@ def summarise(collapsed: str) -> dict:
         thread, frames = (frames[0], frames[1:]) if frames[0].startswith("thread") else ("?", frames)
         threads[thread] += count
         names = [LINE_NUMBER.sub(")", f) for f in frames]
+        categories[category(names)] += count
         for name in set(names):
             inclusive[name] += count
         if names:
@@ -72,6 +97,7 @@ def summarise(collapsed: str) -> dict:
     return {
         "samples": total,
         "threads": [{"thread": t, "share": share(c)} for t, c in threads.most_common()],
+        "categories": [{"category": k, "share": share(c)} for k, c in categories.most_common()],
         "top_self": [{"function": f, "share": share(c)} for f, c in own.most_common(TOP)],
         "top_inclusive": [{"function": f, "share": share(c)} for f, c in inclusive.most_common(TOP * 2)],
     }

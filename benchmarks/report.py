@@ -226,19 +226,21 @@ def _profile_tables(results: dict) -> list[str]:
     prof = results.get("profile")
     if not prof:
         return []
-    lines = [f"### Profile of `{prof['label']}` at {prof['point']} (py-spy)", ""]
+    lines = [f"### Profile of `{prof['label']}` at {prof['point']} (py-spy)", "",
+             "Shares of samples. py-spy sees Python frames only: time in gRPC's Cython/C core and in "
+             "asyncio's C callbacks shows up as `Handle._run`; TensorFlow's own threads are not sampled.", ""]
     for rec in prof["recordings"]:
-        title = "threads holding the GIL" if rec["kind"] == "gil" else "all busy threads"
+        title = "threads holding the GIL" if rec["kind"] == "gil" else "all busy Python threads"
         if "error" in rec:
             lines += [f"py-spy ({title}) failed: `{rec['error']}`", ""]
             continue
-        threads = ", ".join(f"{t['share']:.0%}" for t in rec["threads"][:4])
-        lines += [f"**{title}** — {rec['samples']} samples; busiest threads take {threads}; "
-                  f"{rec['load']['images_per_s']:,.0f} images/s while sampled.", "",
-                  "| share (inclusive) | function |", "|---:|---|"]
-        lines += [f"| {f['share']:.0%} | `{f['function']}` |" for f in rec["top_inclusive"][:12]]
+        threads = ", ".join(f"{t['thread'].split(': ', 1)[-1]} {t['share']:.0%}" for t in rec["threads"][:4])
+        lines += [f"**{title}**: {rec['samples']} samples ({threads}); {rec['load']['images_per_s']:,.0f} "
+                  f"images/s while sampled; raw stacks in `{rec['raw_file']}`.", "",
+                  "| share | where |", "|---:|---|"]
+        lines += [f"| {c['share']:.0%} | {c['category']} |" for c in rec.get("categories", [])]
         lines += ["", "| share (self) | function |", "|---:|---|"]
-        lines += [f"| {f['share']:.0%} | `{f['function']}` |" for f in rec["top_self"][:10]]
+        lines += [f"| {f['share']:.0%} | `{f['function']}` |" for f in rec["top_self"][:8]]
         lines.append("")
     return lines
 

@@ -199,11 +199,14 @@ def test_losing_a_replica_mid_load_costs_no_call(replicas, load_balancer, sig):
             list(pool.map(one_call, range(calls), timeout=300))
         elapsed = time.monotonic() - started
 
-    assert victim_served and victim_served[0] > 0, "the replica got no calls before it went"
-    assert victim.proc.wait(30) == (-signal.SIGKILL if sig == signal.SIGKILL else 0)
-    assert failures == [], (f"{len(failures)} of {calls} calls failed, first: {failures[0]!r}\n"
-                            f"{load_balancer.log_text()[-3000:]}")
-    survivors = [classify_calls_served(s) for s in (replicas[0], replicas[2])]
-    assert all(n > 0 for n in survivors), survivors
-    print(f"{calls} calls in {elapsed:.1f} s through nginx, replica {sig.name}, 0 failed")
-    victim.start()  # for the next test, on the same ports nginx knows
+    try:
+        assert victim_served and victim_served[0] > 0, "the replica got no calls before it went"
+        assert victim.proc.wait(30) == (-signal.SIGKILL if sig == signal.SIGKILL else 0)
+        assert failures == [], (f"{len(failures)} of {calls} calls failed, first: {failures[0]!r}\n"
+                                f"{load_balancer.log_text()[-3000:]}")
+        survivors = [classify_calls_served(s) for s in (replicas[0], replicas[2])]
+        assert all(n > 0 for n in survivors), survivors
+        print(f"{calls} calls in {elapsed:.1f} s through nginx, replica {sig.name}, 0 failed")
+    finally:
+        victim.stop()
+        victim.start()  # for the next test (even after a failure), on the same ports nginx knows
