@@ -59,6 +59,8 @@ def test_no_version_yet_is_unavailable_until_one_appears(tmp_path, exported_mode
             check = health.Check(health_pb2.HealthCheckRequest(service="mnist_serving.v1.Classifier"), timeout=10)
             assert check.status == health_pb2.HealthCheckResponse.SERVING
             assert stub.Classify(packed(np.zeros((1, 28, 28), np.uint8)), timeout=10).model_version == 1
+    # TensorFlow's pool threads must not spin between requests (model.configure_tensorflow)
+    assert "spinning off" in server.log_text()
 
 
 def test_gpu_requested_without_one_fails_at_start_with_a_clear_message(exported_model):

@@ -14,6 +14,7 @@ from mnist_client.images import ImageDecodeError, decode_image
 from mnist_serving.v1 import classifier_pb2, classifier_pb2_grpc
 
 from ..config import Settings
+from ..metered import MeteredServer
 from ..errors import InvalidInput, to_status
 from ..inference import InferenceCore, InferenceResult
 from .streams import ordered_stream
@@ -134,7 +135,7 @@ def _response(result: InferenceResult, request_id: str) -> classifier_pb2.Classi
     return response
 
 
-def add_to_server(server: grpc.aio.Server, core: InferenceCore, settings: Settings) -> tuple[str, ...]:
+def add_to_server(server: MeteredServer, core: InferenceCore, settings: Settings) -> tuple[str, ...]:
     """Registers the service; returns its full name(s) for health and reflection."""
     classifier_pb2_grpc.add_ClassifierServicer_to_server(ClassifierService(core, settings), server)
     return (SERVICE_NAME,)

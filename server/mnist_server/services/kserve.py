@@ -15,6 +15,7 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from .. import __version__
 from ..config import Settings
+from ..metered import MeteredServer
 from ..errors import InvalidInput, ModelNotFound, ModelUnavailable, to_status
 from ..inference import InferenceCore, InferenceResult, ModelDescription
 from ..statistics import Duration, VersionStatistics
@@ -250,6 +251,6 @@ for _method in _NOT_SUPPORTED:
     setattr(InferenceService, _method, _unimplemented)
 
 
-def add_to_server(server: grpc.aio.Server, core: InferenceCore, settings: Settings) -> tuple[str, ...]:
+def add_to_server(server: MeteredServer, core: InferenceCore, settings: Settings) -> tuple[str, ...]:
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(core, settings), server)
     return (SERVICE_NAME,)

@@ -17,6 +17,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      prediction_service_pb2, prediction_service_pb2_grpc, status_pb2)
 
 from ..config import Settings
+from ..metered import MeteredServer
 from ..errors import InvalidInput, ModelNotFound
 from ..inference import InferenceCore
 from ..model import SIGNATURE_KEY
@@ -202,7 +203,7 @@ def _example_image(input_name: str, index: int, example) -> np.ndarray:
     return to_images(input_name, np.asarray(values, np.float32).reshape(1, PIXELS))
 
 
-def add_to_server(server: grpc.aio.Server, core: InferenceCore, settings: Settings) -> tuple[str, ...]:
+def add_to_server(server: MeteredServer, core: InferenceCore, settings: Settings) -> tuple[str, ...]:
     resolver = _Resolver(core, settings)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core, resolver), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, resolver), server)
