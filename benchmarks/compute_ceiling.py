@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -41,7 +42,12 @@ class DirectModel:
         outputs = self._signature(images=self._tf.constant(images))
         return outputs["probabilities"].numpy()
 
-    def measure(self, batch: int, seconds: float) -> dict:
+    def measure(self, batch: int, seconds: float, busy_python_thread: bool = False) -> dict:
+        """busy_python_thread: a second thread runs pure Python meanwhile, as a server's event loop
+        does; it holds the GIL that the calling thread needs back after TensorFlow computes."""
+        if busy_python_thread:
+            with _BusyPythonThread():
+                return self.measure(batch, seconds)
         images = self._images.setdefault(
             batch, np.random.default_rng(batch).integers(0, 256, (batch, 28, 28), dtype=np.uint8))
         for _ in range(WARMUP_CALLS):
@@ -58,13 +64,34 @@ class DirectModel:
                 "images_per_s": batch * len(latencies) / elapsed, **latency_summary(latencies)}
 
 
+class _BusyPythonThread:
+    """A thread looping in Python bytecode (never blocking, so it gives the GIL up only when
+    CPython's switch interval forces it), for the duration of a `with` block."""
+
+    def __enter__(self) -> "_BusyPythonThread":
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name="busy-python", daemon=True)
+        self._thread.start()
+        return self
+
+    def _spin(self) -> None:
+        count = 0
+        while not self._stop.is_set():
+            count += 1
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def serve_stdin(model: DirectModel) -> None:
     print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
     for line in sys.stdin:
         if not line.strip():
             continue
         request = json.loads(line)
-        print(json.dumps(model.measure(int(request["batch"]), float(request["seconds"]))), flush=True)
+        print(json.dumps(model.measure(int(request["batch"]), float(request["seconds"]),
+                                       bool(request.get("busy_python_thread")))), flush=True)
 
 
 def main() -> None:

@@ -71,7 +71,9 @@ def batching_summary(before: dict | None, after: dict | None, elapsed: float) ->
     batches, waits = delta["batch_size_count"], delta["queue_wait_seconds_count"]
     return {"mean_batch": delta["batch_size_sum"] / batches if batches else None,
             "mean_queue_wait_ms": 1e3 * delta["queue_wait_seconds_sum"] / waits if waits else None,
-            "model_busy": delta["compute_seconds_sum"] / elapsed}
+            "model_busy": delta["compute_seconds_sum"] / elapsed,
+            # a model call in the server, against the same call alone (compute ceiling): GIL contention shows here
+            "mean_call_ms": 1e3 * delta["compute_seconds_sum"] / batches if batches else None}
 
 
 class ComputeWorker:
@@ -92,8 +94,9 @@ class ComputeWorker:
             raise RuntimeError(f"compute worker exited with {self.proc.poll()}; see {self.log.name}")
         return json.loads(line)
 
-    def measure(self, batch: int, seconds: float) -> dict:
-        self.proc.stdin.write(json.dumps({"batch": batch, "seconds": seconds}) + "\n")
+    def measure(self, batch: int, seconds: float, busy_python_thread: bool = False) -> dict:
+        self.proc.stdin.write(json.dumps({"batch": batch, "seconds": seconds,
+                                          "busy_python_thread": busy_python_thread}) + "\n")
         self.proc.stdin.flush()
         return self._read()
 

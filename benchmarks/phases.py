@@ -56,6 +56,19 @@ def closed_loop(servers: list[ServerProcess], compute: ComputeWorker, plan: Plan
     return compute_rounds, closed
 
 
+def gil_contention(compute: ComputeWorker, plan: Plan) -> dict:
+    """The compute ceiling's calls again, alone and next to a thread running pure Python: how
+    much a model call slows when its thread must win the GIL back (as in a server process)."""
+    results: dict = {}
+    for _ in range(plan.rounds):
+        for batch in plan.compute_batches:
+            for busy in (False, True):
+                sample = compute.measure(batch, plan.seconds, busy_python_thread=busy)
+                results.setdefault(f"b{batch}", {}).setdefault("busy" if busy else "alone", []).append(sample)
+    log("GIL contention measured")
+    return results
+
+
 def rate_sweep(servers: list[ServerProcess], closed: dict, plan: Plan, batch: int = 1) -> dict:
     """Open loop at rising rates, as fractions of each server's closed-loop maximum."""
     sweeps = {}

@@ -162,16 +162,41 @@ class ServerProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    def process_tree(self) -> list[int]:
+        """The server's pid and its descendants' (a server may compute in child processes)."""
+        pids, index = [self.pid], 0
+        while index < len(pids):
+            for task in _listdir(f"/proc/{pids[index]}/task"):
+                try:
+                    with open(f"/proc/{pids[index]}/task/{task}/children") as children:
+                        pids.extend(int(pid) for pid in children.read().split())
+                except OSError:  # gone meanwhile
+                    pass
+            index += 1
+        return pids
+
     def rss_bytes(self) -> int:
-        """Resident memory now (from /proc, no extra dependency)."""
-        with open(f"/proc/{self.pid}/statm") as statm:
-            return int(statm.read().split()[1]) * PAGE_SIZE
+        """Resident memory of the whole process tree now (from /proc, no extra dependency)."""
+        total = 0
+        for pid in self.process_tree():
+            try:
+                with open(f"/proc/{pid}/statm") as statm:
+                    total += int(statm.read().split()[1]) * PAGE_SIZE
+            except OSError:
+                pass
+        return total
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server has used so far."""
-        with open(f"/proc/{self.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """User + system CPU time the server's process tree has used so far."""
+        ticks = 0
+        for pid in self.process_tree():
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / CLOCK_TICKS
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -182,3 +207,10 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []

@@ -167,8 +167,12 @@ def _cost_table(results: dict) -> list[str]:
 def _batching_table(results: dict) -> list[str]:
     lines = ["### How our server batched", "",
              "From its own /metrics around each run: mean images per model call, mean wait in the batch "
-             "queue, and the share of the run the model was computing (medians of rounds).", "",
-             "| configuration | point | images per call | queue wait ms | model busy |", "|---|---|---:|---:|---:|"]
+             "queue, the share of the run the model was computing, and the mean duration of one model call "
+             "(medians of rounds). A model call inside the server takes longer than the same batch called "
+             "alone (compute ceiling, p50 at batch 1/8/64): its thread has to win Python's GIL back from the "
+             "event loop after TensorFlow computes.", "",
+             "| configuration | point | images per call | queue wait ms | model busy | model call ms |",
+             "|---|---|---:|---:|---:|---:|"]
     for label, info in results["servers"].items():
         if info["kind"] != "ours":
             continue
@@ -177,7 +181,26 @@ def _batching_table(results: dict) -> list[str]:
             if not values or any(v is None for row in values for v in row):
                 continue
             batch, wait, busy = (statistics.median(column) for column in zip(*values))
-            lines.append(f"| {label} | {key} | {batch:.1f} | {wait:.2f} | {busy:.0%} |")
+            calls = [r["mean_call_ms"] for r in rounds if r.get("mean_call_ms") is not None]
+            call = f"{statistics.median(calls):.2f}" if calls else "–"
+            lines.append(f"| {label} | {key} | {batch:.1f} | {wait:.2f} | {busy:.0%} | {call} |")
+    return lines + [""]
+
+
+def _gil_table(results: dict) -> list[str]:
+    gil = results.get("gil")
+    if not gil:
+        return []
+    lines = ["### The GIL: a model call next to busy Python", "",
+             "The compute ceiling's call again, alone and while another thread of the same process runs "
+             "pure Python (what a server's event loop does under load). TensorFlow releases the GIL while it "
+             "computes; to return, the calling thread must win the GIL back, and a thread that never blocks "
+             "gives it up only when CPython's switch interval (5 ms) forces it (medians of rounds).", "",
+             "| batch | alone p50 ms | next to busy Python p50 ms | slowdown |", "|---:|---:|---:|---:|"]
+    for key, runs in gil.items():
+        alone = statistics.median(r["p50_ms"] for r in runs["alone"])
+        busy = statistics.median(r["p50_ms"] for r in runs["busy"])
+        lines.append(f"| {key[1:]} | {alone:.2f} | {busy:.2f} | {busy / alone:.1f}x |")
     return lines + [""]
 
 
@@ -251,6 +274,7 @@ def render(results: dict, plot_link: str) -> str:
     lines += [f"| {t['name']} | {t['measured']} | {'yes' if t['met'] else 'no' if t['met'] is False else '?'} |"
               for t in results["targets"]] + [""]
     lines += _compute_table(results) + _closed_tables(results) + _cost_table(results) + _batching_table(results)
+    lines += _gil_table(results)
     lines += _perf_analyzer_table(results)
     lines += _sweep_table(results, plot_link) + _profile_tables(results) + [END]
     return "\n".join(lines) + "\n"

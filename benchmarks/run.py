@@ -82,6 +82,9 @@ def measure(plan: plans.Plan, model_dir: Path, log_dir: Path, profile_dir: Path)
         mark = time.monotonic()
         results["compute"], results["closed"] = phases.closed_loop(servers, compute, plan, default_ours.label)
         timings["closed_loop"] = time.monotonic() - mark
+        mark = time.monotonic()
+        results["gil"] = phases.gil_contention(compute, plan)
+        timings["gil"] = time.monotonic() - mark
         compute.stop()
 
         if plan.perf_analyzer:

@@ -65,7 +65,7 @@ class Settings:
     auth_token_file: Path | None = None
     auth_exempt_services: tuple[str, ...] = AUTH_EXEMPT_DEFAULT
     max_concurrent_rpcs: int = 512
-    max_concurrent_streams: int = 256
+    max_concurrent_streams: int = 1024
     max_receive_message_bytes: int = 16 * 1024 * 1024
     max_images_per_request: int = 4096
     max_encoded_bytes: int = 4 * 1024 * 1024
@@ -175,8 +175,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="comma-separated gRPC services callable without a token; '' = none (default %(default)s)")
     add("--max-concurrent-rpcs", type=_positive_int, default=512,
         help="RPCs handled at once (all connections); beyond it RESOURCE_EXHAUSTED (default %(default)s)")
-    add("--max-concurrent-streams", type=_positive_int, default=256,
-        help="HTTP/2 streams per client connection; more wait in the client (default %(default)s)")
+    add("--max-concurrent-streams", type=_positive_int, default=1024,
+        help="HTTP/2 streams per client connection (keep it above --max-concurrent-rpcs: gRPC refuses "
+             "streams beyond it with UNAVAILABLE instead of queueing them) (default %(default)s)")
 
     add("--max-receive-message-bytes", type=_positive_int, default=16 * 1024 * 1024,
         help="largest gRPC request accepted (default %(default)s)")

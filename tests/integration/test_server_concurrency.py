@@ -48,3 +48,33 @@ def test_concurrent_clients_each_get_their_own_answers(server):
                - metric(before, "mnist_serving_batch_size_count", model="mnist"))
     assert batched_images == images_sent
     assert batches < len(requests)  # requests from different clients shared model calls
+
+
+def test_one_connection_with_hundreds_of_calls_in_flight_gets_no_refusal(server):
+    """400 calls at once on one HTTP/2 connection, below --max-concurrent-rpcs (512): all answered.
+    A per-connection stream limit below that (the old default, 256) refused some with
+    UNAVAILABLE "RST_STREAM with error code 7" (REFUSED_STREAM) instead of queueing them."""
+    import grpc
+    from mnist_serving.v1 import classifier_pb2 as pb
+    from mnist_serving.v1 import classifier_pb2_grpc
+
+    request = pb.ClassifyRequest(packed=pb.PackedImages(data=bytes(784), count=1, height=28, width=28))
+
+    async def bursts() -> list[str]:
+        async with grpc.aio.insecure_channel(server.target) as channel:  # no retry policy: refusals show
+            stub = classifier_pb2_grpc.ClassifierStub(channel)
+
+            async def one() -> str:
+                try:
+                    await stub.Classify(request, timeout=30)
+                    return "OK"
+                except grpc.aio.AioRpcError as exc:
+                    return f"{exc.code().name}: {exc.details()}"
+            outcomes = []
+            for _ in range(3):
+                outcomes += await asyncio.gather(*(one() for _ in range(400)))
+            return outcomes
+
+    outcomes = asyncio.run(asyncio.wait_for(bursts(), 120))
+    failures = [o for o in outcomes if o != "OK"]
+    assert not failures, f"{len(failures)} of {len(outcomes)} failed, first: {failures[0]}"
