@@ -7,16 +7,20 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
-from mnist_client import MnistClient
+from mnist_client import ClientError, MnistClient
+from mnist_client.channel import DEFAULT_RETRIES
 from tests.support.server_process import HOST, ServerProcess, free_port, http_get
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "templates" / "default.conf.template"
@@ -82,7 +86,7 @@ http {{
     def __enter__(self) -> "Nginx":
         checked = self.check()
         assert checked.returncode == 0, checked.stderr
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:  # append: the access log (O_APPEND) shares the file
             self.proc = subprocess.Popen([self.binary(), "-p", str(self.workdir), "-c",
                                           str(self.workdir / "nginx.conf")], stdout=log, stderr=subprocess.STDOUT)
         return self
@@ -166,7 +170,8 @@ def test_calls_through_nginx_reach_every_replica(replicas, load_balancer):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "drained"])
 def test_losing_a_replica_mid_load_costs_no_call(replicas, load_balancer, sig):
-    """SIGKILL: calls in flight on the replica break (nginx answers 502) and the client retries them;
+    """SIGKILL: calls in flight on the replica break (nginx answers them UNAVAILABLE, Trailers-Only)
+    and the client retries them;
     SIGTERM: the replica drains for its default 20 s grace period (compose/Kubernetes scale-down)
     while the others take the calls. Either way no call fails."""
     calls, workers = 600, 4
@@ -194,6 +199,7 @@ def test_losing_a_replica_mid_load_costs_no_call(replicas, load_balancer, sig):
                     victim_served.append(classify_calls_served(victim))
                     victim.proc.send_signal(sig)
 
+        log_start = len(load_balancer.log_text())
         started = time.monotonic()
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(one_call, range(calls), timeout=300))
@@ -206,7 +212,77 @@ def test_losing_a_replica_mid_load_costs_no_call(replicas, load_balancer, sig):
                                 f"{load_balancer.log_text()[-3000:]}")
         survivors = [classify_calls_served(s) for s in (replicas[0], replicas[2])]
         assert all(n > 0 for n in survivors), survivors
-        print(f"{calls} calls in {elapsed:.1f} s through nginx, replica {sig.name}, 0 failed")
+        cut = len(re.findall(r'" 204 .* upstream_status=502', load_balancer.log_text()[log_start:]))
+        print(f"{calls} calls in {elapsed:.1f} s through nginx, replica {sig.name}, 0 failed "
+              f"({cut} attempts cut by the replica's death, retried by the client)")
     finally:
         victim.stop()
         victim.start()  # for the next test (even after a failure), on the same ports nginx knows
+
+
+class DyingReplica:
+    """A listener that reads a call's request and then resets the connection: a replica killed
+    after nginx sent it the call, every time, so nginx can never pass the call on."""
+
+    def __init__(self):
+        self.sock = socket.create_server((HOST, 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> "DyingReplica":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close() alone does not)
+        self.thread.join(10)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)  # nginx's preface and the call: nginx has sent the request
+                except OSError:
+                    pass
+                # SO_LINGER 0: close() sends RST, as the kernel does for a killed process's sockets.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_a_call_cut_by_a_dying_replica_is_retried_by_the_client(tmp_path):
+    """nginx cannot pass on a call whose request already went to a replica that then died (gRPC
+    request bodies are not buffered). It must fail it as a gRPC status the client retries, not
+    with HTTP 502, whose response headers commit the call (gRFC A6): then no client retry happens."""
+    calls = 8
+    with DyingReplica() as replica:
+        port = free_port()
+        with Nginx(render_lb_config([replica.port], f"{HOST}:{port}"), tmp_path, port) as nginx:
+            deadline = time.monotonic() + 20
+            while True:  # listening?
+                try:
+                    socket.create_connection((HOST, port), timeout=1).close()
+                    break
+                except OSError:
+                    assert nginx.proc.poll() is None, nginx.log_text()
+                    assert time.monotonic() < deadline, nginx.log_text()
+                    time.sleep(0.1)
+            errors: list[ClientError] = []
+            with MnistClient(f"{HOST}:{port}", timeout=10) as client:  # DEFAULT_RETRIES
+                def one_call(_):
+                    with pytest.raises(ClientError) as raised:
+                        client.classify(digits(1))
+                    errors.append(raised.value)
+                with ThreadPoolExecutor(calls) as pool:  # the retries' back-off waits overlap
+                    list(pool.map(one_call, range(calls), timeout=120))
+            log = nginx.log_text()
+    assert [e.code for e in errors] == [grpc.StatusCode.UNAVAILABLE] * calls, errors
+    assert all("no replica could answer the call" in e.details for e in errors), errors
+    attempts = re.findall(r'"POST /mnist_serving\.v1\.Classifier/Classify HTTP/2\.0" (\d+) .*'
+                          r'upstream_status=(\S+)', log)
+    # Every attempt failed as UNAVAILABLE (never an HTTP 502) and the client made all of each call's.
+    assert attempts == [("204", "502")] * ((1 + DEFAULT_RETRIES) * calls), log[-3000:]
