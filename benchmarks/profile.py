@@ -54,7 +54,7 @@ CATEGORIES = (
     ("model call (TensorFlow, in the model worker thread)",
      lambda frames, leaf: any("LoadedModel.predict" in f or "tensorflow/" in f for f in frames)),
     ("event loop waiting in epoll", lambda frames, leaf: leaf.startswith("EpollSelector.select")),
-    ("our request path (interceptor, service, core, batcher, metrics)",
+    ("our request path (metered handler, service, core, batcher, metrics)",
      lambda frames, leaf: any("mnist_server/" in f and "__main__" not in f for f in frames)),
     ("gRPC and asyncio C code run by event-loop callbacks", lambda frames, leaf: leaf.startswith("Handle._run")),
     ("asyncio scheduling (Python)", lambda frames, leaf: "asyncio/" in leaf),
