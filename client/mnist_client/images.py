@@ -55,9 +55,30 @@ def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
+def decoded_pixels(data: bytes, *, max_bytes: int = DEFAULT_MAX_ENCODED_BYTES) -> int:
+    """width*height an encoded image would decode to, read from its header only (cheap: lets a
+    server budget a whole request's decoding before doing any). Raises ImageDecodeError."""
+    width, height = _open(data, max_bytes).size
+    return width * height
+
+
 def decode_image(data: bytes, *, max_bytes: int = DEFAULT_MAX_ENCODED_BYTES,
                  max_pixels: int = DEFAULT_MAX_DECODED_PIXELS) -> np.ndarray:
     """PNG/JPEG bytes -> uint8 [28, 28]. Raises ImageDecodeError naming the problem."""
+    image = _open(data, max_bytes)
+    width, height = image.size
+    if width * height > max_pixels:  # checked before decoding: decompression bombs
+        raise ImageDecodeError(f"image is {width}x{height} = {width * height} pixels, "
+                               f"limit is {max_pixels}")
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(f"corrupt or truncated {image.format} image: {exc}") from None
+    return mnist_style(image)
+
+
+def _open(data: bytes, max_bytes: int) -> Image.Image:
+    """The image with its header parsed and checked, pixels not decoded yet."""
     if not data:
         raise ImageDecodeError("encoded image is empty")
     if len(data) > max_bytes:
@@ -72,15 +93,7 @@ def decode_image(data: bytes, *, max_bytes: int = DEFAULT_MAX_ENCODED_BYTES,
         raise ImageDecodeError(f"corrupt or truncated image header: {exc}") from None
     if image.format not in ("PNG", "JPEG"):
         raise ImageDecodeError(f"unsupported image format {image.format}; send PNG or JPEG")
-    width, height = image.size
-    if width * height > max_pixels:  # checked before decoding: decompression bombs
-        raise ImageDecodeError(f"image is {width}x{height} = {width * height} pixels, "
-                               f"limit is {max_pixels}")
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(f"corrupt or truncated {image.format} image: {exc}") from None
-    return mnist_style(image)
+    return image
 
 
 def to_pixels(image: np.ndarray | Image.Image) -> np.ndarray:

@@ -70,6 +70,7 @@ class Settings:
     max_images_per_request: int = 4096
     max_encoded_bytes: int = 4 * 1024 * 1024
     max_decoded_pixels: int = 16 * 1024 * 1024
+    max_decoded_pixels_per_request: int = 64 * 1024 * 1024
     version_labels: tuple[VersionLabel, ...] = ()
 
     @property
@@ -187,6 +188,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="largest PNG/JPEG file accepted (default %(default)s)")
     add("--max-decoded-pixels", type=_positive_int, default=16 * 1024 * 1024,
         help="largest width*height of a PNG/JPEG, checked before decoding (default %(default)s)")
+    add("--max-decoded-pixels-per-request", type=_positive_int, default=64 * 1024 * 1024,
+        help="largest sum of width*height over one request's PNG/JPEG images, checked from their headers "
+             "before any is decoded: bounds the decoding CPU one request can cost (default %(default)s)")
 
     add("--version-labels", default="",
         help="TF Serving version labels, comma-separated LABEL=VERSION for the default model or "
@@ -246,6 +250,7 @@ def parse_settings(argv: Sequence[str] | None = None,
         max_receive_message_bytes=args.max_receive_message_bytes,
         max_images_per_request=args.max_images_per_request,
         max_encoded_bytes=args.max_encoded_bytes, max_decoded_pixels=args.max_decoded_pixels,
+        max_decoded_pixels_per_request=args.max_decoded_pixels_per_request,
         version_labels=_parse_version_labels(args.version_labels, sources[0].name if sources else args.model_name),
     )
     validate(settings)
@@ -280,6 +285,9 @@ def validate(settings: Settings) -> None:
     if settings.max_images_per_request > settings.max_queue_images:
         raise ConfigError(f"--max-images-per-request ({settings.max_images_per_request}) must not exceed "
                           f"--max-queue-images ({settings.max_queue_images})")
+    if settings.max_decoded_pixels_per_request < settings.max_decoded_pixels:
+        raise ConfigError(f"--max-decoded-pixels-per-request ({settings.max_decoded_pixels_per_request}) must "
+                          f"not be below --max-decoded-pixels ({settings.max_decoded_pixels})")
     if settings.max_receive_message_bytes < 28 * 28 + 64:
         raise ConfigError("--max-receive-message-bytes is too small for even one image")
     from .security import validate_security_settings  # here: config stays importable on its own

@@ -104,6 +104,11 @@ CASES = [
     classify("encoded-webp", images(encoded(encode(DIGITS[3], "WEBP"))), INVALID, "unsupported image format WEBP"),
     classify("png-bomb-5000x5000", images(encoded(blank(5000, 5000, "PNG"))), INVALID,
              "image 0: image is 5000x5000 = 25000000 pixels, limit is 16777216"),
+    # each under the per-image limit, together over the per-request one: refused from the headers alone
+    # (the PNGs hold no pixel data, so any attempt to decode one would give another message)
+    classify("five-4000x4000-pngs", images(*[encoded(png_header_only(4000, 4000))] * 5), INVALID,
+             "the encoded images up to image 4 decode to 80000000 pixels, more than the limit of 67108864 "
+             "per request (--max-decoded-pixels-per-request)"),
     classify("jpeg-bomb-5000x4000", images(encoded(blank(5000, 4000, "JPEG", quality=5))), INVALID,
              "image 0: image is 5000x4000 = 20000000 pixels, limit is 16777216"),
     classify("png-header-2^31x2^31", images(encoded(png_header_only(2**31 - 1, 2**31 - 1))), INVALID,

@@ -70,6 +70,9 @@ def test_cross_field_checks(base):
     with pytest.raises(ConfigError, match="must not exceed --max-queue-images"):
         parse_settings(["--model-dir", str(base), "--max-images-per-request", "100",
                         "--max-queue-images", "10"], environ={})
+    with pytest.raises(ConfigError, match="must not be below --max-decoded-pixels"):
+        parse_settings(["--model-dir", str(base), "--max-decoded-pixels", "1000",
+                        "--max-decoded-pixels-per-request", "999"], environ={})
     with pytest.raises(ConfigError, match="given twice"):
         parse_settings(["--model-dir", str(base), "--model", f"mnist={base}"], environ={})
     with pytest.raises(ConfigError, match="invalid"):

@@ -10,7 +10,7 @@ from typing import AsyncIterator
 
 import grpc
 import numpy as np
-from mnist_client.images import ImageDecodeError, decode_image
+from mnist_client.images import ImageDecodeError, decode_image, decoded_pixels
 from mnist_serving.v1 import classifier_pb2, classifier_pb2_grpc
 
 from ..config import Settings
@@ -30,6 +30,7 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
         self._core = core
         self._max_encoded_bytes = settings.max_encoded_bytes
         self._max_decoded_pixels = settings.max_decoded_pixels
+        self._max_decoded_pixels_per_request = settings.max_decoded_pixels_per_request
 
     async def Classify(self, request: classifier_pb2.ClassifyRequest,
                        context: grpc.aio.ServicerContext) -> classifier_pb2.ClassifyResponse:
@@ -95,6 +96,22 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
                                f"{packed.count}*{SIDE}*{SIDE} = {expected} (uint8, row-major)")
         return np.frombuffer(data, np.uint8).reshape(packed.count, SIDE, SIDE)
 
+    def _check_decoding_budget(self, images, kinds: list) -> None:
+        """Many images each under the per-image limit can still cost seconds of decoding together:
+        their sizes, read from the headers, are summed before any image is decoded."""
+        total = 0
+        for index, (kind, image) in enumerate(zip(kinds, images)):
+            if kind != "encoded":
+                continue
+            try:
+                total += decoded_pixels(image.encoded, max_bytes=self._max_encoded_bytes)
+            except ImageDecodeError as exc:
+                raise InvalidInput(str(exc), index=index) from None
+            if total > self._max_decoded_pixels_per_request:
+                raise InvalidInput(f"the encoded images up to image {index} decode to {total} pixels, more than "
+                                   f"the limit of {self._max_decoded_pixels_per_request} per request "
+                                   "(--max-decoded-pixels-per-request); send fewer or smaller images per request")
+
     @staticmethod
     def _check_pixels(index: int, kind: str | None, image: classifier_pb2.Image) -> bytes:
         if kind is None:
@@ -111,6 +128,7 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
         return np.frombuffer(data, np.uint8).reshape(len(images), SIDE, SIDE)
 
     def _decode_mixed(self, images, kinds: list) -> np.ndarray:
+        self._check_decoding_budget(images, kinds)
         out = np.empty((len(images), SIDE, SIDE), np.uint8)
         for index, (kind, image) in enumerate(zip(kinds, images)):
             if kind == "encoded":
