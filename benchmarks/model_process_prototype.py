@@ -27,13 +27,13 @@ CLASSES = 10
 
 def _child(connection, model_path: str, intra_op_threads: int) -> None:
     """Loads the SavedModel and answers batches until the pipe closes."""
-    from mnist_server.model import _disable_thread_spinning
+    from mnist_server.model import disable_thread_spinning
 
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    _disable_thread_spinning()
+    disable_thread_spinning()
     signature = tf.saved_model.load(model_path).signatures["serving_default"]
     connection.send_bytes(b"ready")
     while True:

@@ -80,7 +80,7 @@ def configure_tensorflow(device: str, intra_op_threads: int, inter_op_threads: i
     inter = inter_op_threads or 1
     tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(inter)
-    _disable_thread_spinning()
+    disable_thread_spinning()
     gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
         raise DeviceUnavailable("--device gpu was requested but TensorFlow sees no GPU "
@@ -100,11 +100,12 @@ def configure_tensorflow(device: str, intra_op_threads: int, inter_op_threads: i
     return choice
 
 
-def _disable_thread_spinning() -> None:
+def disable_thread_spinning() -> None:
     """TensorFlow's pool threads spin for a while after each op, waiting for more work. Between
     requests that burns CPU the event loop and the clients need (measured: about 150-200 us per
     batch-1 call). TF 2 has no public switch for ConfigProto.experimental.disable_thread_spinning,
-    so it goes into the eager context's config before the context starts; tests check it took."""
+    so it goes into the eager context's config before the context starts (the start-up log says
+    whether it is set; a test checks that line)."""
     from tensorflow.python.eager import context
 
     eager = context.context()
