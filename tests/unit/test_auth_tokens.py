@@ -100,4 +100,5 @@ def test_flags_come_from_the_environment_too(tmp_path):
     defaults = parse_settings(["--model-dir", str(tmp_path)], {})
     assert (defaults.tls_cert, defaults.auth_token_file, defaults.auth_exempt_services) == (None, None, AUTH_EXEMPT_DEFAULT)
     assert (defaults.max_concurrent_rpcs, defaults.max_concurrent_streams, defaults.max_receive_message_bytes,
-            defaults.max_images_per_request, defaults.max_decoded_pixels) == (512, 256, 16 * 2**20, 4096, 16 * 2**20)
+            defaults.max_images_per_request, defaults.max_decoded_pixels, defaults.max_decoded_pixels_per_request) == \
+        (512, 1024, 16 * 2**20, 4096, 16 * 2**20, 64 * 2**20)
