@@ -1,7 +1,7 @@
 """Domain errors and THE one table that turns them into gRPC status codes.
 
-Every protocol adapter raises (or lets through) these exceptions; the RPC interceptor and the
-streaming handlers call `to_status` so the same failure always gets the same code and message.
+Every protocol adapter raises (or lets through) these exceptions; the metered handlers (metered.py)
+and the streaming handlers call `to_status` so the same failure always gets the same code and message.
 Anything not in the table is a bug: INTERNAL with a generic message, traceback in the log.
 """
 from __future__ import annotations

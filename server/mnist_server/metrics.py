@@ -32,7 +32,7 @@ LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 @dataclass
 class CallLabels:
-    """Filled in while an RPC runs (the interceptor creates it, the core names the model)."""
+    """Filled in while an RPC runs (the metered handler creates it, the core names the model)."""
     model: str = NO_MODEL
 
 

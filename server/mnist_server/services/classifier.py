@@ -1,7 +1,7 @@
 """Our API, mnist_serving.v1.Classifier: proto -> uint8 array -> InferenceCore -> proto.
 
-Errors are raised as domain exceptions; the RPC interceptor turns them into status codes with
-errors.to_status (streams put the same code and message into the per-message `error`).
+Errors are raised as domain exceptions; the metered handler (metered.py) turns them into status codes
+with errors.to_status (streams put the same code and message into the per-message `error`).
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ async def ordered_stream(core: InferenceCore, requests: AsyncIterator[Request],
             if item is _END:
                 break
             if item is _DRAIN:
-                raise ShuttingDown()  # UNAVAILABLE via the interceptor, counted before it is sent
+                raise ShuttingDown()  # UNAVAILABLE via the metered handler, counted before it is sent
             yield await item
             slots.release()
         await reader  # surfaces a failure of the request stream itself
