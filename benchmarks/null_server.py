@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc as pb_grpc
+from mnist_server.__main__ import run_event_loop
 
 SERVICE = "mnist_serving.v1.Classifier"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -123,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--model-name", default="mnist")
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the same loop choice as mnist-server's, so the ceiling stays a ceiling")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.host, args.port, args.model_name))
+    run_event_loop(serve(args.host, args.port, args.model_name), args.event_loop)
     return 0
 
 

@@ -27,7 +27,7 @@ class Plan:
     soak_windows: int = 10       # back-to-back load runs at full load ...
     soak_window_seconds: float = 30.0  # ... of this length (5 minutes in all)
     perf_analyzer: bool = True
-    ours_variants: int = 5       # settings measured besides our defaults (see servers())
+    ours_variants: int = 6       # settings measured besides our defaults (see servers())
 
     def closed_points(self) -> list[Point]:
         return [Point(c, b) for b in self.batches for c in self.concurrencies]
@@ -49,6 +49,8 @@ def servers(model_dir: Path, ours_variants: int) -> list[ServerSpec]:
         ours("ours, max batch 32", model_dir, "--max-batch-size", "32", note="--max-batch-size 32"),
         ours("ours, 1 TF thread", model_dir, "--intra-op-threads", "1",
              note="--intra-op-threads 1: leave a core to the event loop"),
+        ours("ours, asyncio loop", model_dir, "--event-loop", "asyncio",
+             note="--event-loop asyncio: the standard library's loop instead of uvloop"),
         # an experiment, not a setting: benchmarks/model_process_prototype.py
         replace(ours("model in a child process (prototype)", model_dir,
                      note="not shipped: each batch computed in a child process, no GIL shared with the loop"),

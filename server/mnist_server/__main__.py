@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from .model import DeviceUnavailable
 
     try:
-        code = asyncio.run(serve(settings))
+        code = run_event_loop(serve(settings), settings.event_loop)
     except (StartupError, DeviceUnavailable) as exc:
         log.error("cannot start: %s", exc)
         code = 1
@@ -35,6 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def run_event_loop(main_coroutine, kind: str) -> int:
+    """asyncio.run on uvloop (grpc.aio runs on any asyncio loop; libuv's costs less per call) or on
+    the standard loop."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # e.g. on Windows, where uvloop does not exist
+            log.warning("uvloop is not installed: using the standard asyncio event loop")
+        else:
+            return uvloop.run(main_coroutine)
+    return asyncio.run(main_coroutine)
 
 
 if __name__ == "__main__":

@@ -166,6 +166,7 @@ async def serve(settings: Settings) -> int:
     """Runs until SIGTERM/SIGINT, drains, returns the exit code."""
     server = ModelServer(settings)
     await server.start()
+    log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, server, sig)

@@ -61,6 +61,7 @@ def test_no_version_yet_is_unavailable_until_one_appears(tmp_path, exported_mode
             assert stub.Classify(packed(np.zeros((1, 28, 28), np.uint8)), timeout=10).model_version == 1
     # TensorFlow's pool threads must not spin between requests (model.configure_tensorflow)
     assert "spinning off" in server.log_text()
+    assert "event loop: uvloop" in server.log_text()  # the default --event-loop
 
 
 def test_gpu_requested_without_one_fails_at_start_with_a_clear_message(exported_model):

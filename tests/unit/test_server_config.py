@@ -70,6 +70,8 @@ def test_cross_field_checks(base):
     with pytest.raises(ConfigError, match="must not exceed --max-queue-images"):
         parse_settings(["--model-dir", str(base), "--max-images-per-request", "100",
                         "--max-queue-images", "10"], environ={})
+    assert parse_settings(["--model-dir", str(base)], environ={}).event_loop == "uvloop"
+    assert parse_settings(["--model-dir", str(base)], environ={"MNIST_SERVER_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
     with pytest.raises(ConfigError, match="must not be below --max-decoded-pixels"):
         parse_settings(["--model-dir", str(base), "--max-decoded-pixels", "1000",
                         "--max-decoded-pixels-per-request", "999"], environ={})
