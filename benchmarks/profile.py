@@ -56,7 +56,10 @@ CATEGORIES = (
     ("event loop waiting in epoll", lambda frames, leaf: leaf.startswith("EpollSelector.select")),
     ("our request path (metered handler, service, core, batcher, metrics)",
      lambda frames, leaf: any("mnist_server/" in f and "__main__" not in f for f in frames)),
-    ("gRPC and asyncio C code run by event-loop callbacks", lambda frames, leaf: leaf.startswith("Handle._run")),
+    # the loop's C code: asyncio's callbacks (Handle._run) or, on uvloop, the whole loop (Runner.run), with
+    # gRPC's Cython inside; on uvloop this also holds the loop's waits in epoll (only the GIL view excludes them)
+    ("gRPC and event-loop C code (callbacks; on uvloop also its epoll waits)",
+     lambda frames, leaf: leaf.startswith(("Handle._run", "Runner.run"))),
     ("asyncio scheduling (Python)", lambda frames, leaf: "asyncio/" in leaf),
     ("thread hand-offs (executor, queues, locks)",
      lambda frames, leaf: any(name in leaf for name in ("concurrent/futures", "threading.py", "queue"))),

@@ -250,8 +250,10 @@ def _profile_tables(results: dict) -> list[str]:
     if not prof:
         return []
     lines = [f"### Profile of `{prof['label']}` at {prof['point']} (py-spy)", "",
-             "Shares of samples. py-spy sees Python frames only: time in gRPC's Cython/C core and in "
-             "asyncio's C callbacks shows up as `Handle._run`; TensorFlow's own threads are not sampled.", ""]
+             "Shares of samples. py-spy sees Python frames only: time in gRPC's Cython/C core and in the "
+             "event loop's C code shows up as `Handle._run` (asyncio) or `Runner.run` (uvloop, whose loop is "
+             "all C); TensorFlow's own threads are not sampled. The GIL view is the one that shows where the "
+             "event loop's time goes.", ""]
     for rec in prof["recordings"]:
         title = "threads holding the GIL" if rec["kind"] == "gil" else "all busy Python threads"
         if "error" in rec:
