@@ -109,6 +109,8 @@ CASES = [
     classify("five-4000x4000-pngs", images(*[encoded(png_header_only(4000, 4000))] * 5), INVALID,
              "the encoded images up to image 4 decode to 80000000 pixels, more than the limit of 67108864 "
              "per request (--max-decoded-pixels-per-request)"),
+    classify("png-header-9000x9000", images(encoded(png_header_only(9000, 9000))), INVALID,
+             "image 0: image is 9000x9000 = 81000000 pixels, limit is 16777216"),
     classify("jpeg-bomb-5000x4000", images(encoded(blank(5000, 4000, "JPEG", quality=5))), INVALID,
              "image 0: image is 5000x4000 = 20000000 pixels, limit is 16777216"),
     classify("png-header-2^31x2^31", images(encoded(png_header_only(2**31 - 1, 2**31 - 1))), INVALID,

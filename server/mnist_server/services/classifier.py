@@ -14,9 +14,9 @@ from mnist_client.images import ImageDecodeError, decode_image, decoded_pixels
 from mnist_serving.v1 import classifier_pb2, classifier_pb2_grpc
 
 from ..config import Settings
-from ..metered import MeteredServer
 from ..errors import InvalidInput, to_status
 from ..inference import InferenceCore, InferenceResult
+from ..metered import MeteredServer
 from .streams import ordered_stream
 
 SERVICE_NAME = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name
@@ -104,9 +104,12 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
             if kind != "encoded":
                 continue
             try:
-                total += decoded_pixels(image.encoded, max_bytes=self._max_encoded_bytes)
+                pixels = decoded_pixels(image.encoded, max_bytes=self._max_encoded_bytes)
             except ImageDecodeError as exc:
                 raise InvalidInput(str(exc), index=index) from None
+            if pixels > self._max_decoded_pixels:
+                continue  # refused, with the per-image message, before it is decoded
+            total += pixels
             if total > self._max_decoded_pixels_per_request:
                 raise InvalidInput(f"the encoded images up to image {index} decode to {total} pixels, more than "
                                    f"the limit of {self._max_decoded_pixels_per_request} per request "

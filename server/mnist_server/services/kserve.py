@@ -15,9 +15,9 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from .. import __version__
 from ..config import Settings
-from ..metered import MeteredServer
 from ..errors import InvalidInput, ModelNotFound, ModelUnavailable, to_status
 from ..inference import InferenceCore, InferenceResult, ModelDescription
+from ..metered import MeteredServer
 from ..statistics import Duration, VersionStatistics
 from .streams import ordered_stream
 from .tensors import KSERVE_DATATYPES, check_image_shape, kserve_raw_bytes, ndarray_from_kserve, to_images

@@ -17,9 +17,9 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      prediction_service_pb2, prediction_service_pb2_grpc, status_pb2)
 
 from ..config import Settings
-from ..metered import MeteredServer
 from ..errors import InvalidInput, ModelNotFound
 from ..inference import InferenceCore
+from ..metered import MeteredServer
 from ..model import SIGNATURE_KEY
 from .tensors import PIXELS, check_image_shape, ndarray_from_tensor_proto, tensor_proto_from_ndarray, to_images
 
