@@ -87,6 +87,40 @@ class _MeteredGenericHandler(grpc.GenericRpcHandler):
         return wrapped
 
 
+class _MeteredCall:
+    """`async with` around one RPC's handler: the call counts as in flight, is recorded once at the
+    end with its status code, and a domain exception becomes that status (context.abort)."""
+
+    __slots__ = ("_context", "_inflight", "_finish", "_labels", "_started", "_token")
+
+    def __init__(self, context: grpc.aio.ServicerContext, inflight, finish: Callable[..., None]):
+        self._context = context
+        self._inflight = inflight
+        self._finish = finish
+
+    async def __aenter__(self) -> None:
+        self._labels, self._started = CallLabels(), time.perf_counter()
+        self._token = current_call.set(self._labels)
+        self._inflight.inc()
+
+    async def __aexit__(self, exc_type, exc, traceback) -> bool:
+        code = grpc.StatusCode.OK.name
+        if exc_type is None:
+            pass
+        elif issubclass(exc_type, grpc.aio.AbortError):
+            code = _code_name(self._context, grpc.StatusCode.UNKNOWN)
+        elif issubclass(exc_type, (asyncio.CancelledError, GeneratorExit)):
+            code = _cancel_code(self._context)
+        elif issubclass(exc_type, Exception):
+            status, message = to_status(exc)
+            # context.abort() sends the status before it raises: record first, so a caller that
+            # scrapes /metrics right after its error sees it counted.
+            self._finish(self._labels, self._token, status.name, self._started)
+            await self._context.abort(status, message)
+        self._finish(self._labels, self._token, code, self._started)
+        return False
+
+
 class MeteredServer:
     """Stands in for the grpc.aio.Server when services register (the generated
     `add_*Servicer_to_server(servicer, server)` functions call the two methods below)."""
@@ -119,59 +153,21 @@ class MeteredServer:
                 counter = counters[key] = requests.labels(method, *key)
             counter.inc()
 
-        # context.abort() sends the status before it raises: record first, so a caller that
-        # scrapes /metrics right after its error sees it counted.
         def unary_response(behavior):
             async def call(request, context):
-                labels, started = CallLabels(), time.perf_counter()
-                token = current_call.set(labels)
-                inflight.inc()
-                code, recorded = grpc.StatusCode.OK.name, False
-                try:
+                async with _MeteredCall(context, inflight, finish):
                     return await behavior(request, context)
-                except grpc.aio.AbortError:
-                    code = _code_name(context, grpc.StatusCode.UNKNOWN)
-                    raise
-                except asyncio.CancelledError:
-                    code = _cancel_code(context)
-                    raise
-                except Exception as exc:
-                    status, message = to_status(exc)
-                    finish(labels, token, status.name, started)
-                    recorded = True
-                    await context.abort(status, message)
-                finally:
-                    if not recorded:
-                        finish(labels, token, code, started)
             return call
 
         def stream_response(behavior):
             async def call(request, context):
-                labels, started = CallLabels(), time.perf_counter()
-                token = current_call.set(labels)
-                inflight.inc()
-                code, recorded = grpc.StatusCode.OK.name, False
-                try:
+                async with _MeteredCall(context, inflight, finish):
                     result = behavior(request, context)
                     if inspect.isasyncgen(result):
                         async for response in result:
                             yield response
                     else:  # a coroutine that writes with context.write()
                         await result
-                except grpc.aio.AbortError:
-                    code = _code_name(context, grpc.StatusCode.UNKNOWN)
-                    raise
-                except (asyncio.CancelledError, GeneratorExit):
-                    code = _cancel_code(context)
-                    raise
-                except Exception as exc:
-                    status, message = to_status(exc)
-                    finish(labels, token, status.name, started)
-                    recorded = True
-                    await context.abort(status, message)
-                finally:
-                    if not recorded:
-                        finish(labels, token, code, started)
             return call
 
         decode = _request_decoder(handler.request_deserializer)  # requests arrive as bytes
