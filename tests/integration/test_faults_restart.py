@@ -114,7 +114,11 @@ def test_sigterm_under_load_then_restart_loses_nothing(exported_model):
     print(f"\nlibrary callers: {dict(load.library)} ({dict(load.by_phase)}); raw callers: {dict(load.raw)}")
     assert set(load.library) == {"OK"}, load.library  # zero failed calls with the client's retries
     assert load.by_phase["before"] > 0 and load.by_phase["after"] >= 20
-    assert set(load.raw) <= {"OK", "UNAVAILABLE"}, load.raw  # accepted: answered right; new: refused cleanly
+    # accepted: answered right; new: refused cleanly - UNAVAILABLE, or CANCELLED for a call that reached
+    # the server as it closed, before any handler took it (gRPC core, grpc/grpc#41785; as in
+    # test_server_shutdown): at most one such call per raw caller
+    assert set(load.raw) <= {"OK", "UNAVAILABLE", "CANCELLED"}, load.raw
+    assert load.raw["CANCELLED"] <= RAW_CALLERS, load.raw
     log = first.log_text()
     assert "received SIGTERM" in log and "stopped" in log
     assert "unexpected error" not in log and "unexpected error" not in second.log_text()
