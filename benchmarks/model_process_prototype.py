@@ -27,7 +27,7 @@ CLASSES = 10
 
 def _child(connection, model_path: str, intra_op_threads: int) -> None:
     """Loads the SavedModel and answers batches until the pipe closes."""
-    from mnist_server.model import disable_thread_spinning
+    from mnist_server.runtime_tensorflow import disable_thread_spinning
 
     import tensorflow as tf
 

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if settings.log_level == "DEBUG" else "2")
     configure_logging(settings.log_format, settings.log_level)
     from .app import StartupError, serve  # imports TensorFlow
-    from .model import DeviceUnavailable
+    from .runtime_tensorflow import DeviceUnavailable
 
     try:
         code = run_event_loop(serve(settings), settings.event_loop)

@@ -18,8 +18,10 @@ from .config import Settings
 from .inference import InferenceCore
 from .metered import MeteredServer
 from .metrics import HttpEndpoints, ServerMetrics
-from .model import LoadedModel, configure_tensorflow
+from .model import LoadedModel, cpu_count
 from .repository import ModelRepository
+from .runtime_tensorflow import configure_tensorflow
+from .runtimes import RuntimeOptions, load_runtime
 from .security import auth_interceptors, server_credentials
 from .services import classifier, kserve, tfserving
 
@@ -45,11 +47,20 @@ class ModelServer:
         device = configure_tensorflow(settings.device, settings.intra_op_threads, settings.inter_op_threads)
         # One model worker: batches run one after another; TensorFlow's own pool uses the cores.
         self.model_executor = ThreadPoolExecutor(1, thread_name_prefix="model-worker")
+        runtime = RuntimeOptions(settings.runtime, settings.intra_op_threads or cpu_count(),
+                                 settings.litert_max_batch_size)
+        log.info("runtime %s%s; computed on the event loop's thread: %s; adaptive batch window %.2f ms",
+                 runtime.kind,
+                 f" (LiteRT up to batch {runtime.litert_max_batch}, TensorFlow above)" if runtime.kind == "auto" else "",
+                 "LiteRT's batches" if settings.inline_max_batch_size is None
+                 else f"batches up to {settings.inline_max_batch_size} images",
+                 settings.adaptive_batch_window_s * 1000)
         self.repository = ModelRepository(
             settings.models, device=device, keep_versions=settings.keep_versions,
             make_batcher=self._make_batcher, metrics=self.metrics,
-            warm_up_sizes=tuple(sorted({1, min(8, settings.max_batch_size), settings.max_batch_size})),
-            drain_timeout_s=settings.grace_period_s)
+            warm_up_sizes=warm_up_sizes(settings), drain_timeout_s=settings.grace_period_s,
+            loader=lambda name, version, path, device: LoadedModel.load(
+                name, version, path, device, lambda p, d: load_runtime(p, d, runtime)))
         self.core = InferenceCore(self.repository, default_model=settings.default_model,
                                   max_images_per_request=settings.max_images_per_request,
                                   max_batch_size=settings.max_batch_size)
@@ -83,7 +94,10 @@ class ModelServer:
                        max_queue_images=s.max_queue_images, executor=self.model_executor,
                        observer=self.core.statistics.observer(model.name, model.version,
                                                               self.metrics.batch_observer(model.name)),
-                       item_shape=model.input_shape[1:], item_dtype=np.uint8)
+                       item_shape=model.input_shape[1:], item_dtype=np.uint8,
+                       inline_max_items=(getattr(model.runtime, "inline_max_batch", 0)
+                                         if s.inline_max_batch_size is None else s.inline_max_batch_size),
+                       adaptive_window_s=s.adaptive_batch_window_s)
 
     async def start(self) -> None:
         s = self.settings
@@ -151,6 +165,16 @@ class ModelServer:
 
     async def wait_stop_requested(self) -> None:
         await self._stopping.wait()
+
+
+def warm_up_sizes(settings: Settings) -> tuple[int, ...]:
+    """Batch sizes each version runs once before it serves: first calls are slow, and under
+    --runtime auto both sides of the LiteRT/TensorFlow boundary get their first call here."""
+    largest = settings.max_batch_size
+    sizes = {1, min(8, largest), largest}
+    if settings.runtime == "auto" and settings.litert_max_batch_size:
+        sizes.update(s for s in (settings.litert_max_batch_size, settings.litert_max_batch_size + 1) if s <= largest)
+    return tuple(sorted(sizes))
 
 
 def _freeze_startup_objects() -> None:

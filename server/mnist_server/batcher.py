@@ -5,17 +5,26 @@ outputs for exactly those N items. One dispatcher task merges queued requests in
 `predict_fn` (run in `executor`, so the event loop keeps serving), splits the outputs back by
 offsets and settles every waiting future: with a result, an exception, or a cancellation.
 
-Batches form in two ways: while the model computes, new requests queue up and all go together in
-the next call; and when the model is idle, the first request may wait up to `batch_timeout_s` for
-company (0 = run at once). `predict_fn` maps an array of N items to either an array/sequence of
-length N or a dict of arrays each of leading length N; the lengths are checked. When the model
-raises on a batch of several requests, each is retried alone, so only the one that breaks the
-model fails.
+Batches form in three ways: while the model computes, new requests queue up and all go together in
+the next call; when the model is idle, the first request may wait a fixed `batch_timeout_s` for
+company; or, with `adaptive_window_s`, it waits only while requests arrive often enough that company
+is due: when the mean gap between arrivals is at most half the window, for as long as requests keep
+coming (no pause longer than two mean gaps), at most the window. A lone client whose requests are
+further apart than half the window never waits; many clients get fuller batches from a model too
+fast to batch them by itself (LiteRT at small batches: docs/benchmarks.md).
+
+Batches of at most `inline_max_items` items are computed on the event loop's own thread: for a
+model call shorter than the two thread hand-offs to the executor and back (about 100 us of CPU per
+batch, measured), that is cheaper. `predict_fn` maps an array of N items to either an
+array/sequence of length N or a dict of arrays each of leading length N; the lengths are checked.
+When the model raises on a batch of several requests, each is retried alone, so only the one that
+breaks the model fails.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from concurrent.futures import Executor
@@ -27,6 +36,9 @@ import numpy as np
 from .errors import BatcherClosed, DeadlineExceeded, ModelFailure, Overloaded, ServingError
 
 log = logging.getLogger(__name__)
+
+
+GAP_WEIGHT = 0.1  # of the newest gap in the moving average: about the last ten arrivals
 
 
 class BatchObserver:
@@ -82,7 +94,8 @@ class Batcher:
     def __init__(self, predict_fn: Callable[[np.ndarray], Any], *, max_batch_size: int,
                  batch_timeout_s: float, max_queue_images: int, executor: Executor | None,
                  observer: BatchObserver | None = None, item_shape: tuple[int, ...] | None = None,
-                 item_dtype: np.dtype | None = None, clock: Callable[[], float] = time.monotonic):
+                 item_dtype: np.dtype | None = None, inline_max_items: int = 0, adaptive_window_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic):
         if max_batch_size < 1 or max_queue_images < 1 or batch_timeout_s < 0:
             raise ValueError("max_batch_size and max_queue_images must be >= 1, batch_timeout_s >= 0")
         self._predict_fn = predict_fn
@@ -90,6 +103,11 @@ class Batcher:
         self.batch_timeout_s = batch_timeout_s
         self.max_queue_images = max_queue_images
         self._executor = executor
+        self.inline_max_items = inline_max_items
+        self.adaptive_window_s = adaptive_window_s
+        self._mean_gap = math.inf  # between arrivals (moving average), for the adaptive wait
+        self._last_arrival = -math.inf
+        self._waiting_for_company = False
         self._observer = observer or BatchObserver()
         self._item_shape = item_shape
         self._item_dtype = np.dtype(item_dtype) if item_dtype is not None else None
@@ -161,10 +179,14 @@ class Batcher:
 
     def _enqueue(self, items: np.ndarray, deadline: float | None) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(items, deadline, self._clock(), future))
+        now = self._clock()
+        gap = now - self._last_arrival
+        self._mean_gap = gap if self._mean_gap == math.inf else self._mean_gap + GAP_WEIGHT * (gap - self._mean_gap)
+        self._last_arrival = now
+        self._queue.append(_Pending(items, deadline, now, future))
         self._queued_images += len(items)
         self._observer.queue_depth(self._queued_images)
-        if len(self._queue) == 1 or self._queued_images >= self.max_batch_size:
+        if len(self._queue) == 1 or self._queued_images >= self.max_batch_size or self._waiting_for_company:
             self._wakeup.set()  # only the transitions the dispatcher waits for
         return future
 
@@ -193,20 +215,36 @@ class Batcher:
         finally:
             self._settle_all(BatcherClosed() if self._closed else ModelFailure())
 
+    def _company_deadline(self) -> float | None:
+        """Until when the first queued request waits for company (None: not at all)."""
+        first = self._queue[0].enqueued
+        if self.batch_timeout_s > 0:
+            return first + self.batch_timeout_s
+        if self.adaptive_window_s > 0 and 2 * self._mean_gap <= self.adaptive_window_s:
+            return first + self.adaptive_window_s
+        return None
+
     async def _wait_for_company(self) -> None:
-        if self.batch_timeout_s <= 0:
+        deadline = self._company_deadline()
+        if deadline is None:
             return
-        first = self._queue[0]
-        while not self._closed and self._queued_images < self.max_batch_size:
-            remaining = first.enqueued + self.batch_timeout_s - self._clock()
-            if remaining <= 0:
-                return
-            self._wakeup.clear()
-            try:
-                async with asyncio.timeout(remaining):
+        adaptive = self.batch_timeout_s <= 0
+        loop = asyncio.get_running_loop()
+        self._waiting_for_company = True  # every arrival wakes the dispatcher meanwhile
+        try:
+            while not self._closed and self._queued_images < self.max_batch_size:
+                end = min(deadline, self._last_arrival + 2 * self._mean_gap) if adaptive else deadline
+                remaining = end - self._clock()
+                if remaining <= 0:
+                    return
+                self._wakeup.clear()
+                timer = loop.call_later(remaining, self._wakeup.set)
+                try:
                     await self._wakeup.wait()
-            except TimeoutError:
-                return
+                finally:
+                    timer.cancel()
+        finally:
+            self._waiting_for_company = False
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
@@ -263,7 +301,10 @@ class Batcher:
         started = time.perf_counter()
         ok = False
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict_fn, inputs)
+            if len(inputs) <= self.inline_max_items:
+                outputs = self._predict_fn(inputs)
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict_fn, inputs)
             if output_length(outputs) != len(inputs):
                 raise ValueError(f"predict returned {output_length(outputs)} results for {len(inputs)} items")
             ok = True

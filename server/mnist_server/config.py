@@ -60,6 +60,10 @@ class Settings:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     event_loop: str = "uvloop"
+    runtime: str = "auto"
+    litert_max_batch_size: int = 64
+    inline_max_batch_size: int | None = None  # None: the batches LiteRT computes
+    adaptive_batch_window_s: float = 0.001
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -118,7 +122,12 @@ def _port(text: str) -> int:
     return value
 
 
+def _inline_batch(text: str) -> int | None:
+    return None if text == "auto" else _non_negative_int(text)
+
+
 _positive_int.__name__ = "positive integer"
+_inline_batch.__name__ = "non-negative integer or 'auto'"
 _non_negative_int.__name__ = "non-negative integer"
 _non_negative_float.__name__ = "non-negative number"
 _port.__name__ = "port (1-65535)"
@@ -156,13 +165,28 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--batch-timeout-ms", type=_non_negative_float, default=0.0,
         help="how long the first queued request may wait for company while the model is idle; "
              "0 = run at once, batches still form while the model is busy (default %(default)s)")
+    add("--adaptive-batch-window-ms", type=_non_negative_float, default=1.0,
+        help="with --batch-timeout-ms 0: when requests arrive at most half this apart on average, the "
+             "first queued request waits for company while they keep coming, at most this long; a lone "
+             "client never waits; 0 = off (default %(default)s)")
     add("--max-queue-images", type=_positive_int, default=8192,
         help="images waiting for the model; beyond it requests get RESOURCE_EXHAUSTED (default %(default)s)")
     add("--grace-period", type=_non_negative_float, default=20.0,
         help="seconds to finish accepted requests after SIGTERM (default %(default)s)")
 
+    add("--runtime", choices=("auto", "tensorflow", "litert"), default="auto",
+        help="what computes a version: its SavedModel (tensorflow), its model.tflite (litert), or "
+             "auto: LiteRT up to --litert-max-batch-size images per call, TensorFlow above, TensorFlow "
+             "alone for a version without model.tflite (default %(default)s)")
+    add("--litert-max-batch-size", type=_non_negative_int, default=64,
+        help="--runtime auto: the largest batch LiteRT computes; 0 = TensorFlow only (default %(default)s)")
+    add("--inline-max-batch-size", type=_inline_batch, default="auto",
+        help="batches of at most this many images are computed on the event loop's thread instead "
+             "of the model worker thread (saves two thread hand-offs per batch, blocks the loop while "
+             "computing); 0 = never; auto = the batches LiteRT computes (default %(default)s)")
     add("--intra-op-threads", type=_non_negative_int, default=0,
-        help="TensorFlow threads inside one op; 0 = one per CPU core (default %(default)s)")
+        help="threads one model call may use (TensorFlow's intra-op pool, LiteRT's interpreter); "
+             "0 = one per CPU core (default %(default)s)")
     add("--inter-op-threads", type=_non_negative_int, default=0,
         help="TensorFlow ops run in parallel; 0 = chosen for this machine (default %(default)s)")
 
@@ -247,7 +271,9 @@ def parse_settings(argv: Sequence[str] | None = None,
         max_queue_images=args.max_queue_images, grace_period_s=args.grace_period,
         log_format=args.log_format, log_level=args.log_level,
         intra_op_threads=args.intra_op_threads, inter_op_threads=args.inter_op_threads,
-        event_loop=args.event_loop,
+        event_loop=args.event_loop, runtime=args.runtime, litert_max_batch_size=args.litert_max_batch_size,
+        inline_max_batch_size=args.inline_max_batch_size,
+        adaptive_batch_window_s=args.adaptive_batch_window_ms / 1000.0,
         tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
         auth_token_file=args.auth_token_file,
         auth_exempt_services=tuple(s.strip() for s in args.auth_exempt_services.split(",") if s.strip()),

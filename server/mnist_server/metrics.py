@@ -72,6 +72,10 @@ class ServerMetrics:
         self.inflight = Gauge(PREFIX + "inflight_requests", "RPCs being handled now", registry=r)
         self.model_version = Gauge(PREFIX + "model_version", "Version answering by default (0: none yet)",
                                    ["model", "device"], registry=r)
+        self.model_runtime = Gauge(PREFIX + "model_runtime_info",
+                                   "1 for each loaded version, labelled with what computes it "
+                                   "(tensorflow, litert, litert+tensorflow)", ["model", "version", "runtime"],
+                                   registry=r)
         self.model_loads = Counter(PREFIX + "model_loads_total", "Version loads by outcome (success/failure)",
                                    ["model", "outcome"], registry=r)
         self.model_load_seconds = Histogram(PREFIX + "model_load_seconds", "Load plus warm-up of one version",

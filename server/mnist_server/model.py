@@ -1,33 +1,29 @@
-"""One loaded SavedModel version: load, check, warm up, predict. Plus TensorFlow's process setup.
+"""One loaded model version: its files read and checked, a runtime to compute with, warmed up.
 
-TensorFlow is imported lazily (inside functions) so that importing this module, the config or
-the tests' helpers stays cheap; the server process imports it once at start-up.
+What is runtime-specific (TensorFlow's SavedModel, LiteRT's model.tflite) lives in runtime_*.py;
+runtimes.py picks one per version. Everything above the batcher sees only `LoadedModel.predict`.
 """
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ModelLoadError, ServingError
+from .errors import ModelLoadError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # runtimes import this module for the descriptions below
+    from .runtimes import Runtime
 
 SIGNATURE_KEY = "serving_default"
 METHOD_NAME = "tensorflow/serving/predict"
 LABELS_FILE = Path("assets") / "labels.txt"
 METADATA_FILE = Path("assets.extra") / "metadata.json"
 REQUIRED_OUTPUTS = ("probabilities", "classes")
-
-
-class DeviceUnavailable(ServingError):
-    """--device gpu on a machine where TensorFlow sees no GPU (a start-up error)."""
 
 
 @dataclass(frozen=True)
@@ -70,67 +66,21 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def configure_tensorflow(device: str, intra_op_threads: int, inter_op_threads: int) -> DeviceChoice:
-    """Once per process, before any model loads: threads, GPU visibility and memory growth."""
-    import tensorflow as tf
-
-    intra = intra_op_threads or cpu_count()
-    # One model call at a time runs (one worker thread) and the CNN is a chain of ops: parallel ops
-    # buy little, while a second pool would compete with the intra-op pool for the same cores.
-    inter = inter_op_threads or 1
-    tf.config.threading.set_intra_op_parallelism_threads(intra)
-    tf.config.threading.set_inter_op_parallelism_threads(inter)
-    disable_thread_spinning()
-    gpus = tf.config.list_physical_devices("GPU")
-    if device == "gpu" and not gpus:
-        raise DeviceUnavailable("--device gpu was requested but TensorFlow sees no GPU "
-                                "(check the driver, CUDA libraries and `tensorflow[and-cuda]`); "
-                                "use --device auto or cpu")
-    if device == "cpu" or not gpus:
-        if gpus:
-            tf.config.set_visible_devices([], "GPU")
-        choice = DeviceChoice("cpu", "/CPU:0")
-    else:
-        for gpu in gpus:  # take memory as needed instead of all of it up front
-            tf.config.experimental.set_memory_growth(gpu, True)
-        choice = DeviceChoice("gpu", "/GPU:0")
-    log.info("TensorFlow %s on %s (%s); intra-op threads %d, inter-op threads %d, spinning %s; GPUs seen: %d",
-             tf.__version__, choice.kind, choice.name, intra, inter,
-             "off" if thread_spinning_disabled() else "on", len(gpus))
-    return choice
-
-
-def disable_thread_spinning() -> None:
-    """TensorFlow's pool threads spin for a while after each op, waiting for more work. Between
-    requests that burns CPU the event loop and the clients need (measured: about 150-200 us per
-    batch-1 call). TF 2 has no public switch for ConfigProto.experimental.disable_thread_spinning,
-    so it goes into the eager context's config before the context starts (the start-up log says
-    whether it is set; a test checks that line)."""
-    from tensorflow.python.eager import context
-
-    eager = context.context()
-    config = getattr(eager, "_config", None)
-    if getattr(eager, "_context_handle", None) is not None:
-        log.warning("TensorFlow already started: cannot turn thread spinning off")
-        return
-    from tensorflow.core.protobuf import config_pb2
-
-    merged = config_pb2.ConfigProto()
-    if config is not None:
-        merged.CopyFrom(config)
-    merged.experimental.disable_thread_spinning = True
-    eager._config = merged
-
-
-def thread_spinning_disabled() -> bool:
-    from tensorflow.python.eager import context
-
-    return context.context().config.experimental.disable_thread_spinning
-
-
-def _describe(spec: Any, name: str) -> TensorDescription:
-    shape = tuple(-1 if dim is None else int(dim) for dim in spec.shape.as_list())
-    return TensorDescription(name, spec.dtype.as_numpy_dtype().dtype.name, shape)
+def check_signature(signature: SignatureDescription, path: Path) -> SignatureDescription:
+    """The contract every runtime's signature must meet: one uint8 [-1, 28, 28] input, the outputs
+    the adapters read. Raises ModelLoadError naming what is wrong."""
+    if len(signature.inputs) != 1:
+        raise ModelLoadError(f"{path}: signature must take exactly one input, takes "
+                             f"{[t.name for t in signature.inputs]}")
+    image = signature.inputs[0]
+    if image.dtype != "uint8" or len(image.shape) != 3 or image.shape[1:] != (28, 28):
+        raise ModelLoadError(f"{path}: input '{image.name}' must be uint8 [-1, 28, 28], is "
+                             f"{image.dtype} {list(image.shape)}")
+    names = {t.name for t in signature.outputs}
+    missing = [n for n in REQUIRED_OUTPUTS if n not in names]
+    if missing:
+        raise ModelLoadError(f"{path}: signature lacks outputs {missing} (has {sorted(names)})")
+    return signature
 
 
 @dataclass
@@ -144,62 +94,28 @@ class LoadedModel:
     metadata: dict
     metadata_json: str
     load_seconds: float = 0.0
-    _function: Any = field(default=None, repr=False)
-    _saved_model: Any = field(default=None, repr=False)
-    # The export's own serving SignatureDef (serialized; TF Serving's GetModelMetadata returns it),
-    # read at load so that it outlives the version's files being deleted from disk.
+    runtime: Any = field(default=None, repr=False)  # a runtimes.Runtime; None once unloaded
+    # The export's own serving SignatureDef, serialized (TF Serving's GetModelMetadata returns it).
     signature_def: bytes = field(default=b"", repr=False)
 
     @classmethod
-    def load(cls, name: str, version: int, path: Path, device: DeviceChoice) -> "LoadedModel":
-        """Loads and checks one version directory (blocking: call it off the event loop)."""
-        import tensorflow as tf
-
+    def load(cls, name: str, version: int, path: Path, device: DeviceChoice,
+             load_runtime=None) -> "LoadedModel":
+        """Loads and checks one version directory (blocking: call it off the event loop).
+        `load_runtime(path, device) -> Runtime`; by default TensorFlow's."""
         started = time.perf_counter()
-        try:
-            with tf.device(device.name):
-                saved_model = tf.saved_model.load(str(path))
-        except Exception as exc:  # TF raises many types for broken exports
-            raise ModelLoadError(f"cannot load SavedModel {path}: {type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-        signatures = getattr(saved_model, "signatures", {})
-        if SIGNATURE_KEY not in signatures:
-            raise ModelLoadError(f"{path} has no '{SIGNATURE_KEY}' signature "
-                                 f"(found: {', '.join(signatures) or 'none'})")
-        function = signatures[SIGNATURE_KEY]
-        signature = cls._check_signature(function, path)
+        if load_runtime is None:
+            from .runtime_tensorflow import TensorFlowRuntime
+
+            load_runtime = TensorFlowRuntime.load
+        runtime: Runtime = load_runtime(path, device)
+        signature = runtime.signature
         class_names = cls._read_class_names(path, signature)
         metadata, metadata_json = cls._read_metadata(path)
+        from .runtime_tensorflow import read_signature_def
+
         return cls(name, version, path, device, signature, class_names, metadata, metadata_json,
-                   time.perf_counter() - started, function, saved_model,
-                   signature_def=cls._read_signature_def(path))
-
-    @staticmethod
-    def _read_signature_def(path: Path) -> bytes:
-        from tensorflow.core.protobuf import saved_model_pb2
-
-        if not (path / "saved_model.pb").is_file():  # a text-format export: none to return as is
-            return b""
-        saved_model = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
-        return saved_model.meta_graphs[0].signature_def[SIGNATURE_KEY].SerializeToString()
-
-    @staticmethod
-    def _check_signature(function: Any, path: Path) -> SignatureDescription:
-        _, input_specs = function.structured_input_signature
-        inputs = tuple(_describe(spec, key) for key, spec in sorted(input_specs.items()))
-        outputs = tuple(_describe(spec, key) for key, spec in sorted(function.structured_outputs.items()))
-        if len(inputs) != 1:
-            raise ModelLoadError(f"{path}: signature must take exactly one input, takes "
-                                 f"{[t.name for t in inputs]}")
-        image = inputs[0]
-        if image.dtype != "uint8" or len(image.shape) != 3 or image.shape[1:] != (28, 28):
-            raise ModelLoadError(f"{path}: input '{image.name}' must be uint8 [-1, 28, 28], is "
-                                 f"{image.dtype} {list(image.shape)}")
-        names = {t.name for t in outputs}
-        missing = [n for n in REQUIRED_OUTPUTS if n not in names]
-        if missing:
-            raise ModelLoadError(f"{path}: signature lacks outputs {missing} (has {sorted(names)})")
-        return SignatureDescription(SIGNATURE_KEY, METHOD_NAME, inputs, outputs)
+                   time.perf_counter() - started, runtime, signature_def=read_signature_def(path))
 
     @staticmethod
     def _read_class_names(path: Path, signature: SignatureDescription) -> tuple[str, ...]:
@@ -229,6 +145,10 @@ class LoadedModel:
         return metadata, text
 
     @property
+    def runtime_name(self) -> str:
+        return getattr(self.runtime, "name", "none")
+
+    @property
     def input_name(self) -> str:
         return self.signature.input.name
 
@@ -238,11 +158,7 @@ class LoadedModel:
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 [N, 28, 28] -> every signature output as numpy, leading axis N. Blocking."""
-        import tensorflow as tf
-
-        with tf.device(self.device.name):
-            outputs = self._function(**{self.input_name: images})
-        return {key: value.numpy() for key, value in outputs.items()}
+        return self.runtime.predict(images)
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1, 8)) -> float:
         """Runs the model once per batch size (first calls are slow) and checks what comes out."""
@@ -265,6 +181,7 @@ class LoadedModel:
         return time.perf_counter() - started
 
     def unload(self) -> None:
-        """Drops the TensorFlow objects; memory is freed when the last batch referencing them ends."""
-        self._function = None
-        self._saved_model = None
+        """Drops the runtime; memory is freed when the last batch referencing it ends."""
+        if self.runtime is not None:
+            self.runtime.unload()
+        self.runtime = None

@@ -10,6 +10,7 @@ what it had. Dot-directories and non-integer names are never looked at.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
@@ -214,12 +215,13 @@ class ModelRepository:
             return
         seconds = time.perf_counter() - started
         state.served[version] = ServedVersion(model, self._make_batcher(model))
+        self._metrics.model_runtime.labels(state.name, str(version), model.runtime_name).set(1)
         state.statuses[version] = VersionStatus(version, VersionState.AVAILABLE)
         self._publish_latest(state)
         self._metrics.model_loads.labels(state.name, "success").inc()
         self._metrics.model_load_seconds.labels(state.name).observe(seconds)
-        log.info("model %s: version %d available after %.2fs on %s (classes: %d); default version now %d",
-                 state.name, version, seconds, self._device.kind, len(model.class_names),
+        log.info("model %s: version %d available after %.2fs on %s, runtime %s (classes: %d); default version now %d",
+                 state.name, version, seconds, self._device.kind, model.runtime_name, len(model.class_names),
                  state.latest.model.version)
 
     def _load_and_warm_up(self, name: str, version: int, path: Path) -> LoadedModel:
@@ -232,9 +234,14 @@ class ModelRepository:
         self._publish_latest(state)  # from here no new request can pick this version
         state.statuses[version] = VersionStatus(version, VersionState.UNLOADING)
         await served.batcher.close(self._drain_timeout_s)  # accepted requests finish on it
+        self._forget_runtime(state.name, served.model)
         served.model.unload()
         state.statuses[version] = VersionStatus(version, VersionState.END)
         log.info("model %s: version %d unloaded", state.name, version)
+
+    def _forget_runtime(self, name: str, model: LoadedModel) -> None:
+        with contextlib.suppress(KeyError):
+            self._metrics.model_runtime.remove(name, str(model.version), model.runtime_name)
 
     def _publish_latest(self, state: _ModelState) -> None:
         state.latest = state.served[max(state.served)] if state.served else None
@@ -248,6 +255,7 @@ class ModelRepository:
             self._publish_latest(state)
             await asyncio.gather(*(s.batcher.close(timeout_s) for s in served.values()))
             for version, item in served.items():
+                self._forget_runtime(state.name, item.model)
                 item.model.unload()
                 state.statuses[version] = VersionStatus(version, VersionState.END)
         self._load_executor.shutdown(wait=False, cancel_futures=True)

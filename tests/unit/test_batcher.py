@@ -359,3 +359,88 @@ def test_plain_array_outputs_are_split_too(executor):
         await batcher.close()
 
     run(scenario())
+
+
+def test_small_batches_run_on_the_event_loop_thread_larger_ones_on_the_executor(executor):
+    threads = []
+
+    def model(batch):
+        threads.append((len(batch), threading.get_ident()))
+        return batch * 2
+
+    async def scenario():
+        batcher = make(model, executor, max_batch_size=8, inline_max_items=2)
+        await batcher.submit(items(1, 2))
+        await batcher.submit(items(1, 2, 3))
+        await batcher.close()
+        return threading.get_ident()
+
+    loop_thread = run(scenario())
+    assert threads[0] == (2, loop_thread)
+    assert threads[1][0] == 3 and threads[1][1] != loop_thread
+
+
+async def _arrivals(batcher, clock, gaps_s):
+    """Submits one item per gap, advancing the fake clock by the gap before each; returns the tasks."""
+    tasks = []
+    for value, gap in enumerate(gaps_s):
+        clock.now += gap
+        tasks.append(asyncio.ensure_future(batcher.submit(items(value))))
+        for _ in range(3):  # let the dispatcher run (and decide whether to wait) between arrivals
+            await asyncio.sleep(0)
+    return tasks
+
+
+def test_adaptive_wait_gathers_requests_that_keep_coming(executor):
+    model = FakeModel()
+    clock = FakeClock()
+
+    async def scenario():
+        # the window is long in real time, so only the arrival pattern decides when the batch closes
+        batcher = make(model, executor, max_batch_size=64, adaptive_window_s=60.0, clock=clock)
+        primed = await _arrivals(batcher, clock, [0.001] * 5)  # a mean gap of 1 ms ...
+        clock.now += 1.0
+        await asyncio.gather(*primed)
+        model.batches.clear()
+        tasks = await _arrivals(batcher, clock, [0.001] * 4)  # ... and 4 more 1 ms apart: they wait together
+        clock.now += 1.0  # a pause far longer than two mean gaps: the burst is over
+        await asyncio.gather(*tasks)
+        await batcher.close()
+
+    run(scenario())
+    assert [len(b) for b in model.batches] == [4]
+
+
+def test_adaptive_wait_never_holds_requests_further_apart_than_half_the_window(executor):
+    model = FakeModel()
+    clock = FakeClock()
+
+    async def scenario():
+        batcher = make(model, executor, max_batch_size=64, adaptive_window_s=0.002, clock=clock)
+        for _ in range(5):  # a lone client, 10 ms between requests: each is computed at once
+            clock.now += 0.010
+            await batcher.submit(items(1))
+        await batcher.close()
+
+    run(scenario())
+    assert [len(b) for b in model.batches] == [1] * 5
+
+
+def test_without_adaptive_wait_the_first_request_goes_alone(executor):
+    model = FakeModel()
+    clock = FakeClock()
+
+    async def scenario():
+        batcher = make(model, executor, max_batch_size=64, clock=clock)
+        await asyncio.gather(*await _arrivals(batcher, clock, [0.001] * 5))
+        model.batches.clear()
+        model.hold()
+        tasks = await _arrivals(batcher, clock, [0.001])
+        await model.wait_entered()
+        tasks += await _arrivals(batcher, clock, [0.001] * 3)
+        model.gate.set()
+        await asyncio.gather(*tasks)
+        await batcher.close()
+
+    run(scenario())
+    assert [len(b) for b in model.batches] == [1, 3]

@@ -23,6 +23,7 @@ class FakeModel:
         self.class_names = tuple("0123456789")
         self.input_shape = (-1, 28, 28)
         self.unloaded = False
+        self.runtime_name = "fake"
 
     def predict(self, images):
         return {"version": np.full(len(images), self.version)}

@@ -26,7 +26,7 @@ class DataMissingError(TrainerError):
 
 
 class ExportError(TrainerError):
-    """The model base path cannot be written."""
+    """The model base path cannot be written, or model.tflite does not answer as the SavedModel does."""
 
 
 class TrainingDivergedError(TrainerError):
