@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test audit unit integration e2e demo bench proto check-proto clean
+.PHONY: install system-deps test audit runtimes unit integration e2e demo bench proto check-proto clean
 
 $(STAMP): requirements/lock.txt client/pyproject.toml server/pyproject.toml trainer/pyproject.toml scripts/perf_analyzer.py
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,23 @@ install: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
-# The dependency audit, then the tests (run even when the audit fails; either failing fails `make test`).
-# pytest goes last so its summary is the run's closing line.
+# The dependency audit, the integration tests that start our server once per runtime besides the
+# default (auto), then the whole suite (each runs even when another fails; any failing fails `make test`).
+# The whole suite goes last so its summary is the run's closing line.
 test: install system-deps
-	$(MAKE) --no-print-directory audit; audit=$$?; $(PY) -m pytest $(PYTEST_ARGS) tests; tests=$$?; exit $$(( tests || audit ))
+	$(MAKE) --no-print-directory audit; audit=$$?; \
+	$(MAKE) --no-print-directory runtimes; runtimes=$$?; \
+	$(PY) -m pytest $(PYTEST_ARGS) tests; tests=$$?; exit $$(( tests || audit || runtimes ))
+
+# Every integration test that starts mnist-server, with each runtime forced (MNIST_SERVER_RUNTIME is
+# --runtime's variable; tests that pass --runtime keep theirs). Trainer and bench tests start no server.
+RUNTIMES ?= tensorflow litert
+runtimes: install system-deps
+	@status=0; for runtime in $(RUNTIMES); do \
+	  echo "== integration tests with MNIST_SERVER_RUNTIME=$$runtime"; \
+	  MNIST_SERVER_RUNTIME=$$runtime $(PY) -m pytest $(PYTEST_ARGS) tests/integration \
+	    --ignore-glob='tests/integration/test_trainer_*' --ignore-glob='tests/integration/test_bench_*' || status=1; \
+	done; exit $$status
 
 # Known vulnerabilities in the pinned dependencies (pip-audit): fails on any; says loudly what it could
 # not check (AUDIT=strict fails then too, AUDIT=off skips) - see scripts/audit-dependencies.sh.

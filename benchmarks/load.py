@@ -1,16 +1,12 @@
-"""One measurement: drive a server with `mnist-client bench` (or the compute worker) and
-return a flat sample: images/s, latency percentiles, and the CPU both sides used."""
+"""One measurement: drive a server with `mnist-client bench` and return a flat sample:
+images/s, latency percentiles, and the CPU both sides used."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.processes import REPO_ROOT, ServerProcess
+from benchmarks.processes import ServerProcess
 from mnist_client.bench import BenchConfig, random_digits, run_bench
 
 IMAGES = random_digits()
@@ -41,12 +37,15 @@ def measure_server(server: ServerProcess, point: Point, seconds: float, warmup: 
                          processes=min(processes, point.concurrency),
                          timeout=REQUEST_TIMEOUT_S)
     batching_before = server.batching_counters()
-    cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+    cpu_before = server.cpu_seconds()
     result = run_bench(config, IMAGES, progress=None)
-    elapsed = time.monotonic() - wall_before
-    server_cores = (server.cpu_seconds() - cpu_before) / elapsed
-    batching = batching_summary(batching_before, server.batching_counters(), elapsed)
+    server_cpu = server.cpu_seconds() - cpu_before
+    # The load lasted the warm-up plus the measured window; starting the load tester's worker
+    # process before it (the server idle meanwhile) is left out, or short runs would look idle.
+    loaded_s = warmup + result["elapsed_s"]
+    batching = batching_summary(batching_before, server.batching_counters(), loaded_s)
     latency = result["latency_ms"]
+    sent = requests_sent(result)
     return {
         "images_per_s": result["images_per_s"],
         "requests_per_s": result["requests_per_s"],
@@ -56,10 +55,18 @@ def measure_server(server: ServerProcess, point: Point, seconds: float, warmup: 
         "failed": result["requests"]["failed"],
         "errors": result["errors"],
         "client_cpu_us_per_request": result["client_cpu_us_per_request"],
-        # Includes the warm-up and worker start, so a slight underestimate of the load-time use.
-        "server_cores": server_cores,
+        "server_cores": server_cpu / loaded_s if loaded_s > 0 else None,
+        # every request sent, warm-up included, against all the CPU the server used meanwhile
+        "server_cpu_us_per_request": server_cpu / sent * 1e6 if sent else None,
         **batching,
     }
+
+
+def requests_sent(result: dict) -> int:
+    """Requests the load tester sent, warm-up included: its JSON gives the CPU it used in all and
+    per request sent, not the count itself."""
+    per_request = result.get("client_cpu_us_per_request")
+    return round(result["client_cpu_s"] / per_request * 1e6) if per_request else 0
 
 
 def batching_summary(before: dict | None, after: dict | None, elapsed: float) -> dict:
@@ -74,41 +81,6 @@ def batching_summary(before: dict | None, after: dict | None, elapsed: float) ->
             "model_busy": delta["compute_seconds_sum"] / elapsed,
             # a model call in the server, against the same call alone (compute ceiling): GIL contention shows here
             "mean_call_ms": 1e3 * delta["compute_seconds_sum"] / batches if batches else None}
-
-
-class ComputeWorker:
-    """`benchmarks.compute_ceiling` as a child process answering one measurement per line."""
-
-    def __init__(self, model_dir, log_path):
-        self.log = open(log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.compute_ceiling", "--model-dir", str(model_dir)],
-            cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        hello = self._read()
-        if not hello.get("ready"):
-            raise RuntimeError(f"compute worker did not start; see {log_path}")
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"compute worker exited with {self.proc.poll()}; see {self.log.name}")
-        return json.loads(line)
-
-    def measure(self, batch: int, seconds: float, busy_python_thread: bool = False) -> dict:
-        self.proc.stdin.write(json.dumps({"batch": batch, "seconds": seconds,
-                                          "busy_python_thread": busy_python_thread}) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()  # the worker's loop ends at end of input
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def sweep_rates(saturation_rps: float, fractions: tuple[float, ...]) -> list[float]:

@@ -5,14 +5,14 @@ import random
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.load import OPEN_LOOP_MAX_IN_FLIGHT, ComputeWorker, Point, measure_server, sweep_rates
-from benchmarks.plan import Plan, points_for
-from benchmarks.processes import ServerProcess, ServerSpec
 from benchmarks import triton_load
+from benchmarks.load import OPEN_LOOP_MAX_IN_FLIGHT, Point, measure_server, sweep_rates
+from benchmarks.plan import ComputeRuntime, Plan, points_for
+from benchmarks.processes import ServerProcess
+from benchmarks.workers import ComputeWorker
 
 RSS_SAMPLE_INTERVAL_S = 5.0
 SOAK_POINT = Point(64, 1)
@@ -23,31 +23,22 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def time_to_ready(spec: ServerSpec, starts: int, log_dir: Path) -> dict:
-    """Cold starts of one server, alone on the machine: seconds until its first answer."""
-    seconds = []
-    for attempt in range(starts):
-        server = ServerProcess(spec, log_dir / f"ready-{attempt}.log").start()
-        seconds.append(server.ready_s)
-        server.stop()
-    log(f"ready after {', '.join(f'{s:.2f}' for s in seconds)} s")
-    return {"label": spec.label, "starts_s": seconds, "median_s": statistics.median(seconds),
-            "max_s": max(seconds)}
-
-
-def closed_loop(servers: list[ServerProcess], compute: ComputeWorker, plan: Plan,
-                default_ours: str) -> tuple[dict, dict]:
+def closed_loop(servers: list[ServerProcess], compute: ComputeWorker, runtimes: list[ComputeRuntime],
+                plan: Plan) -> tuple[dict, dict]:
     """All configurations, round after round; within a round the order is shuffled so slow
-    drifts in background load fall on every configuration alike."""
+    drifts in background load fall on every configuration alike. Each round starts with the
+    compute ceiling of every runtime at every batch."""
     shuffle = random.Random(7).shuffle
-    compute_rounds: dict[str, list] = {f"b{b}": [] for b in plan.compute_batches}
+    compute_rounds: dict[str, dict[str, list]] = {r.label: {f"b{b}": [] for b in plan.compute_batches}
+                                                  for r in runtimes}
     closed: dict[str, dict[str, list]] = {s.spec.label: {} for s in servers}
     for round_index in range(plan.rounds):
-        for batch in plan.compute_batches:
-            sample = compute.measure(batch, plan.seconds)
-            compute_rounds[f"b{batch}"].append({**sample, "round": round_index})
+        for runtime in runtimes:
+            for batch in plan.compute_batches:
+                sample = compute.measure(runtime, batch, plan.compute_seconds)
+                compute_rounds[runtime.label][f"b{batch}"].append({**sample, "round": round_index})
         for point in plan.closed_points():
-            subjects = [s for s in servers if point in points_for(s.spec, plan, default_ours)]
+            subjects = [s for s in servers if point in points_for(s.spec, plan)]
             shuffle(subjects)
             for server in subjects:
                 sample = measure_server(server, point, plan.seconds, plan.warmup)
@@ -56,14 +47,14 @@ def closed_loop(servers: list[ServerProcess], compute: ComputeWorker, plan: Plan
     return compute_rounds, closed
 
 
-def gil_contention(compute: ComputeWorker, plan: Plan) -> dict:
-    """The compute ceiling's calls again, alone and next to a thread running pure Python: how
-    much a model call slows when its thread must win the GIL back (as in a server process)."""
+def gil_contention(compute: ComputeWorker, tensorflow: ComputeRuntime, plan: Plan) -> dict:
+    """TensorFlow's compute-ceiling calls again, alone and next to a thread running pure Python:
+    how much a model call slows when its thread must win the GIL back (as in a server process)."""
     results: dict = {}
     for _ in range(plan.rounds):
-        for batch in plan.compute_batches:
+        for batch in plan.gil_batches:
             for busy in (False, True):
-                sample = compute.measure(batch, plan.seconds, busy_python_thread=busy)
+                sample = compute.measure(tensorflow, batch, plan.compute_seconds, busy_python_thread=busy)
                 results.setdefault(f"b{batch}", {}).setdefault("busy" if busy else "alone", []).append(sample)
     log("GIL contention measured")
     return results

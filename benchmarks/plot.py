@@ -29,7 +29,6 @@ def draw(results: dict, path: Path) -> None:
         axis.set_ylabel(f"{title} latency (ms)")
         axis.set_title(f"{title} latency vs throughput, 1 image per request, open loop")
         axis.grid(True, which="both", alpha=0.3)
-    axes[1].axhline(25, color="black", linewidth=0.8, linestyle=":", label="p99 target (25 ms)")
     axes[1].legend(fontsize=8, loc="upper left")
     machine = results["machine"]
     figure.suptitle(f"mnist-serving vs a naive server — {machine['cpu']}, {machine['cores']} cores, "

@@ -5,7 +5,6 @@ answered Classify, so "time to ready" means the same thing for all of them.
 """
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -20,14 +19,14 @@ from pathlib import Path
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks import procfs
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc as pb_grpc
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_LINE = re.compile(r"listening on (\S+):(\d+)")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PROBE_RETRY_S = 0.05
+METRICS_PREFIX = "mnist_serving_"
 BATCH_COUNTERS = ("batch_size_count", "batch_size_sum", "compute_seconds_sum",
                   "queue_wait_seconds_sum", "queue_wait_seconds_count")
 STOP_TIMEOUT_S = 15.0
@@ -50,11 +49,17 @@ class ServerSpec:
     args: tuple[str, ...] = ()
     prints_port: bool = True
     note: str = ""
+    all_points: bool = False  # a variant of ours measured at every closed-loop point, not only VARIANT_POINTS
+
+    @property
+    def slug(self) -> str:
+        """The label as a file name."""
+        return self.label.replace(" ", "_").replace(",", "")
 
 
-def ours(label: str, model_dir: Path, *flags: str, note: str = "") -> ServerSpec:
+def ours(label: str, model_dir: Path, *flags: str, note: str = "", all_points: bool = False) -> ServerSpec:
     return ServerSpec(label, "ours", "mnist_server", ("--model-dir", str(model_dir), *flags),
-                      prints_port=False, note=note)
+                      prints_port=False, note=note, all_points=all_points)
 
 
 def naive(model_dir: Path) -> ServerSpec:
@@ -144,59 +149,47 @@ class ServerProcess:
                                            f"{error.details()}") from None
                     time.sleep(PROBE_RETRY_S)  # a failed probe returned at once: do not spin
 
-    def batching_counters(self) -> dict[str, float] | None:
-        """Our server's cumulative batch metrics (None for servers without /metrics)."""
+    def metrics(self) -> list | None:
+        """Our server's /metrics as (name, labels, value) samples; None for servers without it."""
         if self.http_port is None:
             return None
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as response:
             text = response.read().decode()
-        wanted = {f"mnist_serving_{name}" for name in BATCH_COUNTERS}
-        totals = dict.fromkeys(wanted, 0.0)
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name in wanted:
-                    totals[sample.name] += sample.value
-        return {name: totals[f"mnist_serving_{name}"] for name in BATCH_COUNTERS}
+        return [(sample.name.removeprefix(METRICS_PREFIX), sample.labels, sample.value)
+                for family in text_string_to_metric_families(text) for sample in family.samples
+                if sample.name.startswith(METRICS_PREFIX)]
+
+    def batching_counters(self) -> dict[str, float] | None:
+        """Our server's cumulative batch metrics (None for servers without /metrics)."""
+        samples = self.metrics()
+        if samples is None:
+            return None
+        return {name: sum(value for sample, _, value in samples if sample == name) for name in BATCH_COUNTERS}
+
+    def requests_finished(self) -> float | None:
+        """RPCs our server has finished so far, every method and status code (None without /metrics)."""
+        samples = self.metrics()
+        if samples is None:
+            return None
+        return sum(value for name, _, value in samples if name == "requests_total")
+
+    def model_runtimes(self) -> list[str]:
+        """What computes the loaded versions (mnist_serving_model_runtime_info), e.g. ["litert+tensorflow"]."""
+        return sorted({labels["runtime"] for name, labels, value in self.metrics() or []
+                       if name == "model_runtime_info" and value and "runtime" in labels})
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def process_tree(self) -> list[int]:
-        """The server's pid and its descendants' (a server may compute in child processes)."""
-        pids, index = [self.pid], 0
-        while index < len(pids):
-            for task in _listdir(f"/proc/{pids[index]}/task"):
-                try:
-                    with open(f"/proc/{pids[index]}/task/{task}/children") as children:
-                        pids.extend(int(pid) for pid in children.read().split())
-                except OSError:  # gone meanwhile
-                    pass
-            index += 1
-        return pids
-
     def rss_bytes(self) -> int:
-        """Resident memory of the whole process tree now (from /proc, no extra dependency)."""
-        total = 0
-        for pid in self.process_tree():
-            try:
-                with open(f"/proc/{pid}/statm") as statm:
-                    total += int(statm.read().split()[1]) * PAGE_SIZE
-            except OSError:
-                pass
-        return total
+        return procfs.rss_bytes(self.pid)
+
+    def pss_bytes(self) -> int:
+        return procfs.pss_bytes(self.pid)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server's process tree has used so far."""
-        ticks = 0
-        for pid in self.process_tree():
-            try:
-                with open(f"/proc/{pid}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            ticks += int(fields[11]) + int(fields[12])
-        return ticks / CLOCK_TICKS
+        return procfs.cpu_seconds(self.pid)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -208,9 +201,3 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
 
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []

@@ -49,27 +49,30 @@ def record(server: ServerProcess, point: Point, seconds: float, warmup: float, o
             "load": load, **summarise(raw.read_text())}
 
 
-# Where a sample's time goes, decided from its stack (first matching rule wins).
+# Where a sample's time goes, decided from its thread and stack (first matching rule wins).
 CATEGORIES = (
-    ("model call (TensorFlow, in the model worker thread)",
-     lambda frames, leaf: any("LoadedModel.predict" in f or "tensorflow/" in f for f in frames)),
-    ("event loop waiting in epoll", lambda frames, leaf: leaf.startswith("EpollSelector.select")),
+    ("model call (TensorFlow or LiteRT; on the event loop's thread when computed inline)",
+     lambda thread, frames, leaf: any(".predict (mnist_server/" in f or "tensorflow/" in f or "ai_edge_litert/" in f
+                                      for f in frames)),
+    # grpc.aio's poller thread: the completion queue polled in Cython/C, events handed to the loop
+    ("gRPC's poller thread (_poll_wrapper)", lambda thread, frames, leaf: "_poll_wrapper" in thread),
+    ("event loop waiting in epoll", lambda thread, frames, leaf: leaf.startswith("EpollSelector.select")),
     ("our request path (metered handler, service, core, batcher, metrics)",
-     lambda frames, leaf: any("mnist_server/" in f and "__main__" not in f for f in frames)),
+     lambda thread, frames, leaf: any("mnist_server/" in f and "__main__" not in f for f in frames)),
     # the loop's C code: asyncio's callbacks (Handle._run) or, on uvloop, the whole loop (Runner.run), with
     # gRPC's Cython inside; on uvloop this also holds the loop's waits in epoll (only the GIL view excludes them)
     ("gRPC and event-loop C code (callbacks; on uvloop also its epoll waits)",
-     lambda frames, leaf: leaf.startswith(("Handle._run", "Runner.run"))),
-    ("asyncio scheduling (Python)", lambda frames, leaf: "asyncio/" in leaf),
+     lambda thread, frames, leaf: leaf.startswith(("Handle._run", "Runner.run"))),
+    ("asyncio scheduling (Python)", lambda thread, frames, leaf: "asyncio/" in leaf),
     ("thread hand-offs (executor, queues, locks)",
-     lambda frames, leaf: any(name in leaf for name in ("concurrent/futures", "threading.py", "queue"))),
+     lambda thread, frames, leaf: any(name in leaf for name in ("concurrent/futures", "threading.py", "queue"))),
 )
 
 
-def category(frames: list[str]) -> str:
+def category(thread: str, frames: list[str]) -> str:
     leaf = frames[-1] if frames else ""
     for name, matches in CATEGORIES:
-        if matches(frames, leaf):
+        if matches(thread, frames, leaf):
             return name
     return "other"
 
@@ -91,7 +94,7 @@ def summarise(collapsed: str) -> dict:
         thread, frames = (frames[0], frames[1:]) if frames[0].startswith("thread") else ("?", frames)
         threads[thread] += count
         names = [LINE_NUMBER.sub(")", f) for f in frames]
-        categories[category(names)] += count
+        categories[category(thread, names)] += count
         for name in set(names):
             inclusive[name] += count
         if names:

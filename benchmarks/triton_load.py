@@ -1,4 +1,6 @@
-"""A second, independent load generator: Triton's perf_analyzer (C++), over our KServe v2 door.
+"""A second, independent load generator: Triton's perf_analyzer (C++), over one of our compatible
+doors: KServe v2 (`--service-kind=triton`) or TF Serving's Predict (`--service-kind=tfserving`,
+which sends uint8 pixels as TensorProto int_val, shaped from the model's GetModelMetadata).
 
 It costs the shared CPUs far less per request than a Python client, so it shows how much of a
 Python-driven number is the load generator's own cost. Each run is bounded by a request count
@@ -17,6 +19,7 @@ from benchmarks.processes import REPO_ROOT, ServerProcess
 
 MIN_REQUESTS = 100
 TIMEOUT_S = 180.0
+KSERVE, TFSERVING = "triton", "tfserving"
 
 
 def _installer():
@@ -27,14 +30,24 @@ def _installer():
     return module
 
 
-def measure(server: ServerProcess, point: Point, requests: int, model: str = "mnist") -> dict:
-    """perf_analyzer at closed-loop `point` for `requests` requests -> a sample like load.measure_server's."""
+def _ms(row: dict, column: str) -> float | None:
+    """A microsecond column of the report in ms; None where this service kind has no such column
+    (TF Serving reports no server-side breakdown)."""
+    value = row.get(column)
+    return float(value) / 1e3 if value not in (None, "") else None
+
+
+def measure(server: ServerProcess, point: Point, requests: int, model: str = "mnist",
+            service_kind: str = KSERVE) -> dict:
+    """perf_analyzer at closed-loop `point` for exactly `requests` requests -> a sample like
+    load.measure_server's (plus `requests`, what was sent)."""
     installer = _installer()
+    requests = max(MIN_REQUESTS, requests)
     with tempfile.TemporaryDirectory(prefix="bench-perf-analyzer-") as tmp:
         report = Path(tmp) / "report.csv"
-        args = ["-m", model, "-u", server.target, "-i", "grpc", "--service-kind=triton",
+        args = ["-m", model, "-u", server.target, "-i", "grpc", f"--service-kind={service_kind}",
                 "--concurrency-range", f"{point.concurrency}:{point.concurrency}", "-b", str(point.batch),
-                "--request-count", str(max(MIN_REQUESTS, requests)), "-f", str(report)]
+                "--request-count", str(requests), "-f", str(report)]
         try:
             run = subprocess.run(installer.command(args), env=installer.environment(), capture_output=True,
                                  text=True, timeout=TIMEOUT_S)
@@ -46,8 +59,9 @@ def measure(server: ServerProcess, point: Point, requests: int, model: str = "mn
     return {
         "images_per_s": float(row["Inferences/Second"]),  # perf_analyzer counts images (batch x requests)
         "requests_per_s": float(row["Inferences/Second"]) / point.batch,
-        "p50_ms": float(row["p50 latency"]) / 1e3,
-        "p99_ms": float(row["p99 latency"]) / 1e3,
-        "server_queue_ms": float(row["Server Queue"]) / 1e3,
-        "server_compute_ms": float(row["Server Compute Infer"]) / 1e3,
+        "requests": requests,
+        "p50_ms": _ms(row, "p50 latency"),
+        "p99_ms": _ms(row, "p99 latency"),
+        "server_queue_ms": _ms(row, "Server Queue"),
+        "server_compute_ms": _ms(row, "Server Compute Infer"),
     }

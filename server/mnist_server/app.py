@@ -45,8 +45,8 @@ class ModelServer:
         disable_created_metrics()  # no `*_created` series: they double what we expose, for nothing
         self.metrics = ServerMetrics()
         device = configure_tensorflow(settings.device, settings.intra_op_threads, settings.inter_op_threads)
-        # One model worker: batches run one after another; TensorFlow's own pool uses the cores.
-        self.model_executor = ThreadPoolExecutor(1, thread_name_prefix="model-worker")
+        # Batches run on these threads (TensorFlow's own pool uses the cores inside each call).
+        self.model_executor = ThreadPoolExecutor(settings.max_concurrent_batches, thread_name_prefix="model-worker")
         runtime = RuntimeOptions(settings.runtime, settings.intra_op_threads or cpu_count(),
                                  settings.litert_max_batch_size)
         log.info("runtime %s%s; computed on the event loop's thread: %s; adaptive batch window %.2f ms",
@@ -97,7 +97,7 @@ class ModelServer:
                        item_shape=model.input_shape[1:], item_dtype=np.uint8,
                        inline_max_items=(getattr(model.runtime, "inline_max_batch", 0)
                                          if s.inline_max_batch_size is None else s.inline_max_batch_size),
-                       adaptive_window_s=s.adaptive_batch_window_s)
+                       adaptive_window_s=s.adaptive_batch_window_s, max_concurrent_batches=s.max_concurrent_batches)
 
     async def start(self) -> None:
         s = self.settings

@@ -7,11 +7,12 @@ offsets and settles every waiting future: with a result, an exception, or a canc
 
 Batches form in three ways: while the model computes, new requests queue up and all go together in
 the next call; when the model is idle, the first request may wait a fixed `batch_timeout_s` for
-company; or, with `adaptive_window_s`, it waits only while requests arrive often enough that company
-is due: when the mean gap between arrivals is at most half the window, for as long as requests keep
-coming (no pause longer than two mean gaps), at most the window. A lone client whose requests are
-further apart than half the window never waits; many clients get fuller batches from a model too
-fast to batch them by itself (LiteRT at small batches: docs/benchmarks.md).
+company; or, with `adaptive_window_s`, it waits only where waiting has been finding company: for as
+long as requests keep coming (no pause longer than two mean gaps between arrivals), at most the
+window. When fewer than half of the recent waits found company (a lone client, whose next request
+only comes after this answer) the batcher stops waiting, and tries once every 16 batches. A model
+too fast to batch by itself (LiteRT at small batches) thus still gets full batches from many
+clients, whatever their rate, and a lone client is not held (docs/benchmarks.md).
 
 Batches of at most `inline_max_items` items are computed on the event loop's own thread: for a
 model call shorter than the two thread hand-offs to the executor and back (about 100 us of CPU per
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 
 GAP_WEIGHT = 0.1  # of the newest gap in the moving average: about the last ten arrivals
+COMPANY_WEIGHT = 0.2  # of the newest adaptive wait in the share that found company: about the last five
+COMPANY_WORTH_WAITING = 0.5  # below this share the batcher stops waiting ...
+PROBE_EVERY = 16  # ... except on every 16th batch, to notice when company starts coming again
 
 
 class BatchObserver:
@@ -95,6 +99,7 @@ class Batcher:
                  batch_timeout_s: float, max_queue_images: int, executor: Executor | None,
                  observer: BatchObserver | None = None, item_shape: tuple[int, ...] | None = None,
                  item_dtype: np.dtype | None = None, inline_max_items: int = 0, adaptive_window_s: float = 0.0,
+                 max_concurrent_batches: int = 1,
                  clock: Callable[[], float] = time.monotonic):
         if max_batch_size < 1 or max_queue_images < 1 or batch_timeout_s < 0:
             raise ValueError("max_batch_size and max_queue_images must be >= 1, batch_timeout_s >= 0")
@@ -104,17 +109,22 @@ class Batcher:
         self.max_queue_images = max_queue_images
         self._executor = executor
         self.inline_max_items = inline_max_items
+        self.max_concurrent_batches = max_concurrent_batches
+        self._computing: set[asyncio.Task] = set()  # batches in the executor (max_concurrent_batches > 1)
         self.adaptive_window_s = adaptive_window_s
         self._mean_gap = math.inf  # between arrivals (moving average), for the adaptive wait
         self._last_arrival = -math.inf
         self._waiting_for_company = False
+        self._company_found = 1.0  # moving share of adaptive waits that found company
+        self._dispatches = 0
+        self.waits_for_company = 0  # how often a first request waited (adaptive or fixed)
         self._observer = observer or BatchObserver()
         self._item_shape = item_shape
         self._item_dtype = np.dtype(item_dtype) if item_dtype is not None else None
         self._clock = clock
         self._queue: deque[_Pending] = deque()
         self._queued_images = 0
-        self._inflight: list[_Pending] = []
+        self._inflight: set[_Pending] = set()  # requests of the batches being computed
         self._wakeup = asyncio.Event()
         self._closed = False
         self._task: asyncio.Task | None = None
@@ -199,14 +209,27 @@ class Batcher:
             while True:
                 if not self._queue:
                     if self._closed:
+                        await asyncio.gather(*self._computing)
                         return
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
+                if len(self._computing) >= self.max_concurrent_batches:
+                    await asyncio.wait(self._computing, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 await self._wait_for_company()
                 batch = self._take_batch()
-                if batch:
+                if not batch:
+                    continue
+                if self._batch_images(batch) <= self.inline_max_items:
                     await self._compute(batch)
+                    await asyncio.sleep(0)  # computed without suspending: let the loop serve I/O between batches
+                elif self.max_concurrent_batches == 1:
+                    await self._compute(batch)
+                else:  # the next batch may form and start while this one computes
+                    task = asyncio.get_running_loop().create_task(self._compute(batch), name="batch")
+                    self._computing.add(task)
+                    task.add_done_callback(self._computing.discard)
         except asyncio.CancelledError:
             raise
         except BaseException:
@@ -214,13 +237,22 @@ class Batcher:
             raise
         finally:
             self._settle_all(BatcherClosed() if self._closed else ModelFailure())
+            for task in self._computing:
+                task.cancel()
+
+    @staticmethod
+    def _batch_images(batch: list[_Pending]) -> int:
+        return sum(pending.size for pending in batch)
 
     def _company_deadline(self) -> float | None:
         """Until when the first queued request waits for company (None: not at all)."""
         first = self._queue[0].enqueued
         if self.batch_timeout_s > 0:
             return first + self.batch_timeout_s
-        if self.adaptive_window_s > 0 and 2 * self._mean_gap <= self.adaptive_window_s:
+        if self.adaptive_window_s <= 0:
+            return None
+        self._dispatches += 1
+        if self._company_found >= COMPANY_WORTH_WAITING or self._dispatches % PROBE_EVERY == 0:
             return first + self.adaptive_window_s
         return None
 
@@ -230,6 +262,8 @@ class Batcher:
             return
         adaptive = self.batch_timeout_s <= 0
         loop = asyncio.get_running_loop()
+        queued = len(self._queue)
+        self.waits_for_company += 1
         self._waiting_for_company = True  # every arrival wakes the dispatcher meanwhile
         try:
             while not self._closed and self._queued_images < self.max_batch_size:
@@ -245,6 +279,8 @@ class Batcher:
                     timer.cancel()
         finally:
             self._waiting_for_company = False
+            found = 1.0 if len(self._queue) > queued else 0.0
+            self._company_found += COMPANY_WEIGHT * (found - self._company_found)
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
@@ -268,7 +304,7 @@ class Batcher:
         return batch
 
     async def _compute(self, batch: list[_Pending]) -> None:
-        self._inflight = batch
+        self._inflight.update(batch)
         inputs = batch[0].items if len(batch) == 1 else np.concatenate([p.items for p in batch])
         try:
             outputs = await self._call_model(inputs)
@@ -286,7 +322,7 @@ class Batcher:
                         self._fail(pending, exc_alone, pending.size)
                     else:
                         pending.future.set_result(alone)
-            self._inflight = []
+            self._inflight.difference_update(batch)
             return
         # (on cancellation `_inflight` stays set so the dispatcher's `finally` settles it)
         offset = 0
@@ -294,7 +330,7 @@ class Batcher:
             if not pending.future.done():
                 pending.future.set_result(slice_outputs(outputs, offset, offset + pending.size))
             offset += pending.size
-        self._inflight = []
+        self._inflight.difference_update(batch)
 
     async def _call_model(self, inputs: np.ndarray) -> Any:
         """predict_fn in the executor, outputs' length checked; observed either way."""
@@ -324,6 +360,6 @@ class Batcher:
         for pending in [*self._inflight, *self._queue]:
             if not pending.future.done():
                 pending.future.set_exception(exc)
-        self._inflight = []
+        self._inflight.clear()
         self._queue.clear()
         self._queued_images = 0

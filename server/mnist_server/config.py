@@ -64,6 +64,7 @@ class Settings:
     litert_max_batch_size: int = 64
     inline_max_batch_size: int | None = None  # None: the batches LiteRT computes
     adaptive_batch_window_s: float = 0.001
+    max_concurrent_batches: int = 1
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -169,6 +170,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="with --batch-timeout-ms 0: when requests arrive at most half this apart on average, the "
              "first queued request waits for company while they keep coming, at most this long; a lone "
              "client never waits; 0 = off (default %(default)s)")
+    add("--max-concurrent-batches", type=_positive_int, default=1,
+        help="batches of one model computed at the same time on the model worker threads; above 1 the next "
+             "batch forms and starts while one computes (default %(default)s)")
     add("--max-queue-images", type=_positive_int, default=8192,
         help="images waiting for the model; beyond it requests get RESOURCE_EXHAUSTED (default %(default)s)")
     add("--grace-period", type=_non_negative_float, default=20.0,
@@ -274,6 +278,7 @@ def parse_settings(argv: Sequence[str] | None = None,
         event_loop=args.event_loop, runtime=args.runtime, litert_max_batch_size=args.litert_max_batch_size,
         inline_max_batch_size=args.inline_max_batch_size,
         adaptive_batch_window_s=args.adaptive_batch_window_ms / 1000.0,
+        max_concurrent_batches=args.max_concurrent_batches,
         tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
         auth_token_file=args.auth_token_file,
         auth_exempt_services=tuple(s.strip() for s in args.auth_exempt_services.split(",") if s.strip()),

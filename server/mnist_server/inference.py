@@ -122,6 +122,14 @@ class InferenceCore:
                                f"got {list(images.shape)}")
         self.check_image_count(len(images))
 
+    def signature(self, model_name: str | None, version: int | None = None) -> tuple[str, SignatureDescription]:
+        """The model's name and its served signature: the one lookup an inference request needs
+        before decoding (describe() builds the whole description, for metadata requests)."""
+        name = self.model_name(model_name)
+        if version is not None and version < 1:
+            raise InvalidInput(f"model version must be a positive integer, got {version}")
+        return name, self.repository.resolve(name, version).model.signature
+
     def describe(self, model_name: str | None, version: int | None = None) -> ModelDescription:
         name = self.model_name(model_name)
         if version is not None and version < 1:

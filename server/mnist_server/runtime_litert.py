@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class LiteRTRuntime:
         self._interpreter = interpreter
         self._runner = runner
         self.signature = signature
+        self._lock = threading.Lock()  # one call at a time: the interpreter is not thread-safe
 
     @classmethod
     def load(cls, path: Path, threads: int, require_proof: bool = True) -> "LiteRTRuntime":
@@ -88,7 +90,8 @@ class LiteRTRuntime:
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
         # The runner copies every output out of the interpreter's buffers, so results stay valid
         # after the next call.
-        return self._runner(**{self.signature.input.name: images})
+        with self._lock:
+            return self._runner(**{self.signature.input.name: images})
 
     def unload(self) -> None:
         self._runner = None

@@ -1,8 +1,10 @@
 """The benchmark harness end to end, briefly: `python -m benchmarks.run --quick` really starts the
-null server, the naive baseline and our server, drives them with `mnist-client bench`, profiles
-with py-spy, soaks, and writes the JSON, the Markdown block and the PNG. No timing is asserted:
-only that every phase measured something and the outputs are whole. The naive baseline is also
-checked to give the same answers as our server (it does the same work, honestly)."""
+null server, the naive baseline and our server (with each runtime), times their cold starts and
+memory, measures the compute ceiling per runtime, drives the servers with `mnist-client bench`,
+perf_analyzer and the TF Serving load generator, profiles with py-spy, soaks, and writes the JSON,
+the Markdown block and the PNG. No timing is asserted: only that every phase measured something
+and the outputs are whole. The naive baseline is also checked to give the same answers as our
+server (it does the same work, honestly)."""
 from __future__ import annotations
 
 import json
@@ -45,8 +47,13 @@ def test_quick_run_measures_every_configuration_and_writes_table_json_and_plot(e
                 assert sample["failed"] == 0, (label, key, sample["errors"])
                 assert sample["ok"] > 0 and sample["images_per_s"] > 0, (label, key)
                 assert 0 < sample["p50_ms"] <= sample["p99_ms"], (label, key)
-    assert set(results["compute"]) == {"b1", "b64"}
-    assert all(r["images_per_s"] > 0 for rounds in results["compute"].values() for r in rounds)
+    assert {"TensorFlow", "LiteRT 1 thread"} <= set(results["compute"]) and len(results["compute"]) == 3
+    for runtime, batches in results["compute"].items():
+        assert set(batches) == {"b1", "b64"}, runtime
+        assert all(r["images_per_s"] > 0 for rounds in batches.values() for r in rounds), runtime
+    runtimes = {label: info["runtime"] for label, info in results["servers"].items() if info["kind"] == "ours"}
+    assert runtimes["ours, TensorFlow runtime"] == "tensorflow" and runtimes["ours, LiteRT runtime"] == "litert"
+    assert all(runtimes.values()), runtimes  # read from every server's /metrics
     assert {label for label in results["open"]} >= {"naive", "ours"}
     for label, samples in results["open"].items():
         for sample in samples:
@@ -54,18 +61,36 @@ def test_quick_run_measures_every_configuration_and_writes_table_json_and_plot(e
 
     for key, sample in results["perf_analyzer"].items():
         assert "error" not in sample and sample["images_per_s"] > 0, (key, sample.get("error"))
+    protocols = results["protocols"]["protocols"]
+    assert len(protocols) == 4
+    for protocol, points in protocols.items():
+        assert set(points) == {"c64 b1", "c1 b1"}, protocol
+        for key, rounds in points.items():
+            for sample in rounds:
+                assert "error" not in sample, (protocol, key, sample.get("error"))
+                assert sample["images_per_s"] > 0 and sample["server_cpu_us_per_request"] > 0, (protocol, key)
+    footprint = results["footprint"]
+    assert set(footprint["servers"]) == {"ours", "ours, TensorFlow runtime", "ours, LiteRT runtime"}
+    for label, measured in footprint["servers"].items():
+        assert measured["runtime"] and len(measured["starts_s"]) == 1, label
+        assert measured["rss_mb"]["median"] >= measured["pss_mb"]["median"] > 0, label
+    assert set(footprint["probes"]) == {"LiteRT only", "LiteRT + import tensorflow"}
+    assert all(probe["ready_s"]["median"] > 0 and probe["pss_mb"]["median"] > 0 for probe in footprint["probes"].values())
     for recording in results["profile"]["recordings"]:
         assert "error" not in recording, recording.get("error")
         assert recording["samples"] > 0 and recording["top_self"], recording["kind"]
     assert len(results["soak"]["rss_samples"]) >= 3 and results["soak"]["growth_pct"] is not None
     assert len(results["ready"]["starts_s"]) == 1
-    assert len(results["targets"]) == 7
+    assert len(results["targets"]) == 10
     assert all(isinstance(t["met"], bool) for t in results["targets"]), results["targets"]
 
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nIntro kept.") and text.endswith(TRAINING_SECTION)
     assert "stale table" not in text and text.count(BEGIN) == 1 and text.count(END) == 1
     assert "### Targets" in text and "](images/plot.png)" in text
+    for table in ("### Compute ceiling per runtime", "### Server CPU per request, by protocol",
+                  "### Start-up and memory per runtime"):
+        assert table in text
     for label in results["servers"]:
         assert f"| {label} (" in text
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000

@@ -6,11 +6,14 @@ server counted exactly that many OK calls of the method and no other status code
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.support import perf_analyzer
 from tests.support.server_process import metric, scrape_metrics
 
+CONCURRENCY = 8
 REQUESTS = 400
 MODES = {
     "triton": ("inference.GRPCInferenceService/ModelInfer", ()),
@@ -30,7 +33,7 @@ def calls(samples: dict, method: str) -> dict[str, float]:
 def test_perf_analyzer_runs_without_errors(server, service_kind):
     method, extra = MODES[service_kind]
     before = calls(scrape_metrics(server.http_url), method)
-    run = perf_analyzer.run(server.target, service_kind=service_kind, model="mnist", concurrency=8,
+    run = perf_analyzer.run(server.target, service_kind=service_kind, model="mnist", concurrency=CONCURRENCY,
                             request_count=REQUESTS, extra=extra, timeout_s=180)
     assert run.returncode == 0, run.output[-4000:]
     assert "error" not in run.output.lower(), run.output[-4000:]
@@ -40,4 +43,7 @@ def test_perf_analyzer_runs_without_errors(server, service_kind):
     assert delta.pop("OK") == REQUESTS
     assert not any(delta.values()), f"non-OK calls during the run: {delta}"
     if service_kind == "triton":  # it read our ModelStatistics for its server-side breakdown
-        assert f"Successful request count: {REQUESTS}" in run.output, run.output[-4000:]
+        # perf_analyzer starts its callers before it reads the first statistics snapshot: with a fast
+        # model (LiteRT) up to one request per caller is answered, and counted, before that snapshot
+        found = re.search(r"Successful request count: (\d+)", run.output)
+        assert found and REQUESTS - CONCURRENCY <= int(found[1]) <= REQUESTS, run.output[-4000:]

@@ -92,6 +92,12 @@ class Callers:
             thread.join(30)
 
 
+# These faults are SavedModel breakages (truncated variables, a graph that raises), so the server runs
+# the SavedModel at every batch size; model.tflite's own faults (missing, altered, disagreeing) are in
+# test_runtimes.py.
+SAVED_MODEL_RUNTIME = ("--runtime", "tensorflow")
+
+
 def loads(server: ServerProcess, outcome: str) -> float:
     return metric(scrape_metrics(server.http_url), "mnist_serving_model_loads_total", outcome=outcome)
 
@@ -106,7 +112,7 @@ def test_model_directory_faults_never_interrupt_serving(model_base_path, refusin
     good = base / "1"
     pristine = base.parent / "pristine-1"
     shutil.copytree(good, pristine)  # the good export, kept out of the server's sight
-    with ServerProcess(["--model-dir", str(base), *POLL]) as server, \
+    with ServerProcess(["--model-dir", str(base), *POLL, *SAVED_MODEL_RUNTIME]) as server, \
             grpc.insecure_channel(server.target) as channel:
         with MnistClient(server.target) as client:
             expected = [p.label for p in client.classify(images)]
@@ -168,7 +174,7 @@ def test_only_the_request_that_makes_the_model_raise_fails(tmp_path, refusing_mo
     shutil.copytree(refusing_models["marked"], base / "1")
     images, _ = synthetic_arrays(40, seed=62)
     images[:, [0, 0, -1, -1], [0, -1, 0, -1]] = 0  # no accidental marks
-    flags = ["--model-dir", str(base), "--max-batch-size", "64", "--batch-timeout-ms", "300"]
+    flags = ["--model-dir", str(base), "--max-batch-size", "64", "--batch-timeout-ms", "300", *SAVED_MODEL_RUNTIME]
     with ServerProcess(flags) as server, grpc.insecure_channel(server.target) as channel:
         stub = classifier_pb2_grpc.ClassifierStub(channel)
 

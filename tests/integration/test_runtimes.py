@@ -91,7 +91,7 @@ def test_litert_rejects_a_version_without_model_tflite_and_keeps_serving_the_old
 
 def test_auto_serves_a_version_without_model_tflite_with_tensorflow_and_says_so(start_server, model_base_path):
     copy_without_tflite(model_base_path / "1", model_base_path / "2")
-    with start_server(["--model-dir", str(model_base_path)]) as server:
+    with start_server(["--model-dir", str(model_base_path), "--runtime", "auto"]) as server:
         images, _ = synthetic_arrays(3, seed=4)
         assert classify(server.target, images).model_version == 2
         assert runtimes_served(server) == {"tensorflow": 1.0}
@@ -118,6 +118,6 @@ def test_auto_checks_litert_against_the_saved_model_and_keeps_tensorflow_when_th
     # the converter's known trap on this export: a model without its weights, answering NaN
     broken = tf.lite.TFLiteConverter.from_saved_model(str(model_base_path / "1")).convert()
     (model_base_path / "1" / "model.tflite").write_bytes(broken)
-    with start_server(["--model-dir", str(model_base_path)]) as server:
+    with start_server(["--model-dir", str(model_base_path), "--runtime", "auto"]) as server:
         assert runtimes_served(server) == {"tensorflow": 1.0}
         assert "model.tflite disagrees with the SavedModel on 64 check images" in server.log_text()

@@ -25,7 +25,10 @@ def packed(count: int) -> pb.ClassifyRequest:
 @pytest.fixture(scope="module")
 def slow_server(exported_model):
     flags = ["--model-dir", str(exported_model), "--max-batch-size", "1", "--max-queue-images", str(QUEUE),
-             "--max-images-per-request", str(BIG)]
+             "--max-images-per-request", str(BIG),
+             # TensorFlow's ~1 ms per batch-1 call keeps the queue full long enough to observe;
+             # LiteRT (the default for small batches) would clear it in ~0.1 s
+             "--runtime", "tensorflow"]
     with ServerProcess(flags) as server:
         yield server
 

@@ -98,7 +98,9 @@ def write_faulty_model(base: Path) -> Path:
 
 def test_several_models_and_a_model_error_fails_only_its_request(tmp_path, exported_model):
     faulty = write_faulty_model(tmp_path / "faulty")
-    flags = ["--model", f"mnist={exported_model}", "--model", f"faulty={faulty}", "--batch-timeout-ms", "20"]
+    # the faulty export is a SavedModel whose graph raises: run the SavedModel at every batch size
+    flags = ["--model", f"mnist={exported_model}", "--model", f"faulty={faulty}", "--batch-timeout-ms", "20",
+             "--runtime", "tensorflow"]
     with ServerProcess(flags) as server, grpc.insecure_channel(server.target) as channel:
         stub = classifier_pb2_grpc.ClassifierStub(channel)
         assert stub.Classify(packed(np.zeros((1, 28, 28), np.uint8)), timeout=10).model_name == "mnist"

@@ -411,19 +411,19 @@ def test_adaptive_wait_gathers_requests_that_keep_coming(executor):
     assert [len(b) for b in model.batches] == [4]
 
 
-def test_adaptive_wait_never_holds_requests_further_apart_than_half_the_window(executor):
+def test_adaptive_wait_soon_stops_holding_a_lone_client(executor):
     model = FakeModel()
-    clock = FakeClock()
 
     async def scenario():
-        batcher = make(model, executor, max_batch_size=64, adaptive_window_s=0.002, clock=clock)
-        for _ in range(5):  # a lone client, 10 ms between requests: each is computed at once
-            clock.now += 0.010
+        batcher = make(model, executor, max_batch_size=64, adaptive_window_s=0.005)
+        for _ in range(48):  # each request sent after the previous answer: company never comes
             await batcher.submit(items(1))
         await batcher.close()
+        return batcher.waits_for_company
 
-    run(scenario())
-    assert [len(b) for b in model.batches] == [1] * 5
+    waits = run(scenario())
+    assert [len(b) for b in model.batches] == [1] * 48
+    assert waits <= 4 + 48 // 16  # until fewer than half the waits found company, then the probes
 
 
 def test_without_adaptive_wait_the_first_request_goes_alone(executor):
@@ -444,3 +444,26 @@ def test_without_adaptive_wait_the_first_request_goes_alone(executor):
 
     run(scenario())
     assert [len(b) for b in model.batches] == [1, 3]
+
+
+def test_with_two_concurrent_batches_the_next_one_starts_while_the_first_computes():
+    model = FakeModel()
+
+    async def scenario():
+        with ThreadPoolExecutor(2) as pool:
+            batcher = make(model, pool, max_batch_size=2, max_concurrent_batches=2)
+            model.hold()
+            first = [asyncio.ensure_future(batcher.submit(items(v))) for v in (1, 2)]
+            await model.wait_entered()
+            model.entered.clear()
+            second = [asyncio.ensure_future(batcher.submit(items(v))) for v in (3, 4, 5)]
+            await model.wait_entered()  # a second batch entered the model while the first is held
+            assert batcher.queued_images == 1  # a third must wait for a free slot
+            model.gate.set()
+            results = await asyncio.gather(*first, *second)
+            await batcher.close()
+        return results
+
+    results = run(scenario())
+    assert [r["first"].tolist() for r in results] == [[1], [2], [3], [4], [5]]
+    assert sorted(len(b) for b in model.batches) == [1, 2, 2]

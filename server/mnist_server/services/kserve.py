@@ -18,6 +18,7 @@ from ..config import Settings
 from ..errors import InvalidInput, ModelNotFound, ModelUnavailable, to_status
 from ..inference import InferenceCore, InferenceResult, ModelDescription
 from ..metered import MeteredServer
+from ..model import SignatureDescription
 from ..statistics import Duration, VersionStatistics
 from .streams import ordered_stream
 from .tensors import KSERVE_DATATYPES, check_image_shape, kserve_raw_bytes, ndarray_from_kserve, to_images
@@ -155,17 +156,18 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             yield response
 
     async def _infer(self, request: service_pb2.ModelInferRequest, deadline: float | None) -> service_pb2.ModelInferResponse:
-        info = self._describe(request.model_name, request.model_version)
-        images = self._images(request, info)
-        wanted = self._requested_outputs(request, info)
-        result = await self._core.infer(info.name, self._version(request.model_version), images, deadline)
+        version = self._version(request.model_version)
+        name, signature = self._core.signature(request.model_name or None, version)
+        images = self._images(request, name, signature)
+        wanted = self._requested_outputs(request, name, signature)
+        result = await self._core.infer(name, version, images, deadline)
         return _response(request.id, result, wanted)
 
-    def _images(self, request: service_pb2.ModelInferRequest, info: ModelDescription) -> np.ndarray:
-        expected = info.signature.input.name
+    def _images(self, request: service_pb2.ModelInferRequest, name: str, signature: SignatureDescription) -> np.ndarray:
+        expected = signature.input.name
         names = [tensor.name for tensor in request.inputs]
         if names != [expected]:
-            raise InvalidInput(f"model '{info.name}' takes exactly one input, '{expected}'; the request has "
+            raise InvalidInput(f"model '{name}' takes exactly one input, '{expected}'; the request has "
                                f"{names or 'none'}")
         tensor = request.inputs[0]
         for key in tensor.parameters:
@@ -184,15 +186,16 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return to_images(expected, ndarray_from_kserve(expected, tensor.datatype, shape, tensor.contents, raw))
 
     @staticmethod
-    def _requested_outputs(request: service_pb2.ModelInferRequest, info: ModelDescription) -> list[tuple[str, int]]:
+    def _requested_outputs(request: service_pb2.ModelInferRequest, model: str,
+                           signature: SignatureDescription) -> list[tuple[str, int]]:
         """[(output name, classification top-k or 0)], every output when none is requested."""
-        names = [t.name for t in info.signature.outputs]
+        names = [t.name for t in signature.outputs]
         if not request.outputs:
             return [(name, 0) for name in names]
         wanted = []
         for output in request.outputs:
             if output.name not in names:
-                raise InvalidInput(f"model '{info.name}' has no output '{output.name}'; outputs: {', '.join(names)}")
+                raise InvalidInput(f"model '{model}' has no output '{output.name}'; outputs: {', '.join(names)}")
             for key in output.parameters:
                 if key.startswith("shared_memory"):
                     raise InvalidInput(f"output '{output.name}': shared memory is not supported")

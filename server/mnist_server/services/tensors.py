@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from ..errors import InvalidInput
 
@@ -116,16 +116,21 @@ def ndarray_from_tensor_proto(name: str, proto: tensor_pb2.TensorProto) -> np.nd
     return flat.reshape(shape)
 
 
-def tensor_proto_from_ndarray(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """numpy -> TensorProto in the typed *_val field, as TF Serving answers by default (clients
-    reading `outputs[...].float_val` directly keep working; tf.make_ndarray reads both forms)."""
+def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> tensor_pb2.TensorProto:
+    """numpy -> the typed *_val field of `proto` (filled in place: a response's map entry needs no
+    copy), as TF Serving answers by default (clients reading `outputs[...].float_val` directly keep
+    working; tf.make_ndarray reads both forms)."""
     dtype, field = _TF_OUTPUT_TYPES[array.dtype]
-    proto = tensor_pb2.TensorProto(
-        dtype=dtype,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]))
+    proto.dtype = dtype
+    dims = proto.tensor_shape.dim
+    for size in array.shape:
+        dims.add(size=size)
     getattr(proto, field).extend(array.ravel().tolist())
     return proto
+
+
+def tensor_proto_from_ndarray(array: np.ndarray) -> tensor_pb2.TensorProto:
+    return fill_tensor_proto(tensor_pb2.TensorProto(), array)
 
 
 # --- KServe v2 / Triton: datatype strings, typed contents, raw bytes ------------------------

@@ -21,7 +21,7 @@ from ..errors import InvalidInput, ModelNotFound
 from ..inference import InferenceCore
 from ..metered import MeteredServer
 from ..model import SIGNATURE_KEY
-from .tensors import PIXELS, check_image_shape, ndarray_from_tensor_proto, tensor_proto_from_ndarray, to_images
+from .tensors import PIXELS, check_image_shape, fill_tensor_proto, ndarray_from_tensor_proto, to_images
 
 PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name
 MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
@@ -71,7 +71,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                       context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
         name, version = self._resolver.resolve(request.model_spec)
         signature = self._resolver.check_signature(name, request.model_spec.signature_name)
-        described = self._core.describe(name, version).signature
+        _, described = self._core.signature(name, version)
         input_name = described.input.name
         unknown = sorted(set(request.inputs) - {input_name})
         if unknown or input_name not in request.inputs:
@@ -90,7 +90,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                                         self._core.deadline_from_timeout(context.time_remaining()))
         response = predict_pb2.PredictResponse(model_spec=_spec(name, result.version, signature))
         for output in request.output_filter or outputs:
-            response.outputs[output].CopyFrom(tensor_proto_from_ndarray(result.outputs[output]))
+            fill_tensor_proto(response.outputs[output], result.outputs[output])
         return response
 
     async def Classify(self, request: classification_pb2.ClassificationRequest,
@@ -100,7 +100,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         lists every class, in class order, with its probability as the score."""
         name, version = self._resolver.resolve(request.model_spec)
         signature = self._resolver.check_signature(name, request.model_spec.signature_name)
-        input_name = self._core.describe(name, version).signature.input.name
+        input_name = self._core.signature(name, version)[1].input.name
         kind = request.input.WhichOneof("kind")
         if kind is None:
             raise InvalidInput("input has no examples: set input.example_list")

@@ -1,0 +1,129 @@
+"""A closed-loop load generator for TF Serving's Predict with the pixels in `tensor_content`
+(uint8 [batch, 28, 28], the compact form TF Serving's own clients send via tf.make_tensor_proto),
+built like `mnist-client bench`: asyncio, one process, requests serialized once up front and sent
+as bytes, answers not parsed. perf_analyzer covers the other TF Serving form (int_val).
+
+Runs as a worker process (importing tensorflow-serving-api imports TensorFlow: seconds, paid once),
+one JSON command per line on stdin, one JSON result per line on stdout:
+
+    {"target": "127.0.0.1:8500", "concurrency": 64, "batch": 1, "seconds": 2.5, "warmup": 0.5}
+
+Every run is bounded in time and in count, and sends to a loopback address only.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import sys
+import time
+from collections import Counter
+
+import grpc
+import numpy as np
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2
+
+from benchmarks.stats import latency_summary
+from mnist_client.bench import random_digits
+
+_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
+PREDICT = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Predict'].name}"
+INPUT = "images"  # the serving signature's input (uint8 [-1, 28, 28])
+DISTINCT_PAYLOADS = 16
+CONNECT_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 10.0
+MAX_REQUESTS_PER_RUN = 2_000_000
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def predict_request(images: np.ndarray, model: str) -> bytes:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = "serving_default"
+    tensor = request.inputs[INPUT]
+    tensor.dtype = types_pb2.DT_UINT8
+    for size in images.shape:
+        tensor.tensor_shape.dim.add(size=size)
+    tensor.tensor_content = np.ascontiguousarray(images, np.uint8).tobytes()
+    return request.SerializeToString()
+
+
+def payloads(batch: int, model: str) -> list[bytes]:
+    images = random_digits()
+    return [predict_request(images[(np.arange(batch) + k * batch) % len(images)], model)
+            for k in range(DISTINCT_PAYLOADS)]
+
+
+def check_loopback(target: str) -> None:
+    host = target.rsplit(":", 1)[0].strip("[]")
+    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+        raise ValueError(f"{target}: this load generator sends to loopback addresses only")
+
+
+async def closed_loop(target: str, concurrency: int, batch: int, seconds: float, warmup: float,
+                      model: str = "mnist") -> dict:
+    """`concurrency` callers, each sending its next request when the last one answered, for
+    warmup + seconds (only the last `seconds` measured) or MAX_REQUESTS_PER_RUN requests."""
+    check_loopback(target)
+    requests = payloads(batch, model)
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+               ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+    async with grpc.aio.insecure_channel(target, options=options) as channel:
+        await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_S)
+        call = channel.unary_unary(PREDICT, request_serializer=None, response_deserializer=None)
+        latencies: list[float] = []
+        errors: Counter = Counter()
+        sent = 0
+        start = time.monotonic()
+        warm_end, end = start + warmup, start + warmup + seconds
+        last_end = warm_end
+
+        async def caller(k: int) -> None:
+            nonlocal sent, last_end
+            while (sent_at := time.monotonic()) < end and sent < MAX_REQUESTS_PER_RUN:
+                sent += 1
+                try:
+                    await call(requests[k % len(requests)], timeout=REQUEST_TIMEOUT_S)
+                    code = None
+                except grpc.aio.AioRpcError as error:
+                    code = error.code().name
+                k += concurrency
+                if sent_at < warm_end:
+                    continue
+                last_end = max(last_end, time.monotonic())
+                if code is None:
+                    latencies.append(last_end - sent_at)
+                else:
+                    errors[code] += 1
+
+        cpu_start = time.process_time()
+        await asyncio.gather(*(caller(k) for k in range(concurrency)))
+        cpu_s = time.process_time() - cpu_start
+    elapsed = last_end - warm_end
+    ok = len(latencies)
+    summary = latency_summary(latencies)
+    return {"images_per_s": ok * batch / elapsed if elapsed > 0 else 0.0,
+            "requests_per_s": ok / elapsed if elapsed > 0 else 0.0,
+            "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"],
+            "ok": ok, "failed": sum(errors.values()), "errors": dict(errors), "requests": sent,
+            "client_cpu_us_per_request": cpu_s / sent * 1e6 if sent else None}
+
+
+def serve_stdin() -> None:
+    print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        command = json.loads(line)
+        try:
+            result = asyncio.run(closed_loop(command["target"], int(command["concurrency"]), int(command["batch"]),
+                                             float(command["seconds"]), float(command["warmup"])))
+        except Exception as exc:  # reported in the results, the run goes on
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    serve_stdin()
