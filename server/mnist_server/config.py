@@ -51,7 +51,7 @@ class Settings:
     poll_interval_s: float = 2.0
     keep_versions: int = 1
     device: str = "auto"
-    max_batch_size: int = 128
+    max_batch_size: int = 256
     batch_timeout_s: float = 0.0
     max_queue_images: int = 8192
     grace_period_s: float = 20.0
@@ -61,10 +61,10 @@ class Settings:
     inter_op_threads: int = 0
     event_loop: str = "uvloop"
     runtime: str = "auto"
-    litert_max_batch_size: int = 64
+    litert_max_batch_size: int = 32
     inline_max_batch_size: int | None = None  # None: the batches LiteRT computes
-    adaptive_batch_window_s: float = 0.001
-    max_concurrent_batches: int = 1
+    adaptive_batch_window_s: float = 0.002
+    max_concurrent_batches: int = 2
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -161,16 +161,16 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--http-port", type=_port, default=8501,
         help="HTTP port for /metrics, /healthz, /readyz (default %(default)s)")
 
-    add("--max-batch-size", type=_positive_int, default=128,
+    add("--max-batch-size", type=_positive_int, default=256,
         help="most images in one model call (default %(default)s)")
     add("--batch-timeout-ms", type=_non_negative_float, default=0.0,
         help="how long the first queued request may wait for company while the model is idle; "
              "0 = run at once, batches still form while the model is busy (default %(default)s)")
-    add("--adaptive-batch-window-ms", type=_non_negative_float, default=1.0,
+    add("--adaptive-batch-window-ms", type=_non_negative_float, default=2.0,
         help="with --batch-timeout-ms 0: when requests arrive at most half this apart on average, the "
              "first queued request waits for company while they keep coming, at most this long; a lone "
              "client never waits; 0 = off (default %(default)s)")
-    add("--max-concurrent-batches", type=_positive_int, default=1,
+    add("--max-concurrent-batches", type=_positive_int, default=2,
         help="batches of one model computed at the same time on the model worker threads; above 1 the next "
              "batch forms and starts while one computes (default %(default)s)")
     add("--max-queue-images", type=_positive_int, default=8192,
@@ -182,7 +182,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="what computes a version: its SavedModel (tensorflow), its model.tflite (litert), or "
              "auto: LiteRT up to --litert-max-batch-size images per call, TensorFlow above, TensorFlow "
              "alone for a version without model.tflite (default %(default)s)")
-    add("--litert-max-batch-size", type=_non_negative_int, default=64,
+    add("--litert-max-batch-size", type=_non_negative_int, default=32,
         help="--runtime auto: the largest batch LiteRT computes; 0 = TensorFlow only (default %(default)s)")
     add("--inline-max-batch-size", type=_inline_batch, default="auto",
         help="batches of at most this many images are computed on the event loop's thread instead "

@@ -63,7 +63,7 @@ class SplitRuntime:
 class RuntimeOptions:
     kind: str = "auto"          # one of CHOICES
     threads: int = 1            # LiteRT interpreter threads (TensorFlow's are set process-wide)
-    litert_max_batch: int = 64  # auto: the largest batch LiteRT runs
+    litert_max_batch: int = 32  # auto: the largest batch LiteRT runs
 
 
 def load_runtime(path: Path, device: DeviceChoice, options: RuntimeOptions) -> Runtime:
