@@ -91,14 +91,14 @@ def _patch_server() -> None:
         made.child_model = ChildModel(model.path, self.settings.intra_op_threads or cpu_count())
         return made
 
-    async def call_child(self, inputs):
+    async def call_child(self, inputs, waits=None):
         started, ok = time.perf_counter(), False
         try:
             outputs = await self.child_model.predict(inputs)
             ok = True
             return outputs
         finally:
-            self._observer.batch_finished(len(inputs), time.perf_counter() - started, ok)
+            self._observer.batch_finished(len(inputs), time.perf_counter() - started, ok, waits)
 
     app.ModelServer._make_batcher = make_batcher_with_child
     batcher.Batcher._call_model = call_child

@@ -52,7 +52,10 @@ class BatchObserver:
 
     def batch_started(self, images: int, queue_waits_s: list[float]) -> None: ...
 
-    def batch_finished(self, images: int, compute_s: float, ok: bool) -> None: ...
+    def batch_finished(self, images: int, compute_s: float, ok: bool,
+                       queue_waits_s: list[float] | None = None) -> None:
+        """queue_waits_s: those batch_started gave for this batch (batches may overlap); None for
+        the retry of one request alone after its batch failed."""
 
     def dropped(self, reason: str, requests: int = 1) -> None: ...
 
@@ -218,16 +221,16 @@ class Batcher:
                     await asyncio.wait(self._computing, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 await self._wait_for_company()
-                batch = self._take_batch()
+                batch, waits = self._take_batch()
                 if not batch:
                     continue
                 if self._batch_images(batch) <= self.inline_max_items:
-                    await self._compute(batch)
+                    await self._compute(batch, waits)
                     await asyncio.sleep(0)  # computed without suspending: let the loop serve I/O between batches
                 elif self.max_concurrent_batches == 1:
-                    await self._compute(batch)
+                    await self._compute(batch, waits)
                 else:  # the next batch may form and start while this one computes
-                    task = asyncio.get_running_loop().create_task(self._compute(batch), name="batch")
+                    task = asyncio.get_running_loop().create_task(self._compute(batch, waits), name="batch")
                     self._computing.add(task)
                     task.add_done_callback(self._computing.discard)
         except asyncio.CancelledError:
@@ -282,7 +285,7 @@ class Batcher:
             found = 1.0 if len(self._queue) > queued else 0.0
             self._company_found += COMPANY_WEIGHT * (found - self._company_found)
 
-    def _take_batch(self) -> list[_Pending]:
+    def _take_batch(self) -> tuple[list[_Pending], list[float]]:
         batch: list[_Pending] = []
         images = 0
         now = self._clock()
@@ -299,15 +302,16 @@ class Batcher:
                 batch.append(pending)
                 images += pending.size
         self._observer.queue_depth(self._queued_images)
+        waits = [now - pending.enqueued for pending in batch]
         if batch:
-            self._observer.batch_started(images, [now - pending.enqueued for pending in batch])
-        return batch
+            self._observer.batch_started(images, waits)
+        return batch, waits
 
-    async def _compute(self, batch: list[_Pending]) -> None:
+    async def _compute(self, batch: list[_Pending], waits: list[float]) -> None:
         self._inflight.update(batch)
         inputs = batch[0].items if len(batch) == 1 else np.concatenate([p.items for p in batch])
         try:
-            outputs = await self._call_model(inputs)
+            outputs = await self._call_model(inputs, waits)
         except Exception as exc:
             if len(batch) == 1:
                 self._fail(batch[0], exc, len(inputs))
@@ -317,7 +321,7 @@ class Batcher:
                     if pending.future.done():
                         continue
                     try:
-                        alone = await self._call_model(pending.items)
+                        alone = await self._call_model(pending.items, None)
                     except Exception as exc_alone:
                         self._fail(pending, exc_alone, pending.size)
                     else:
@@ -332,7 +336,7 @@ class Batcher:
             offset += pending.size
         self._inflight.difference_update(batch)
 
-    async def _call_model(self, inputs: np.ndarray) -> Any:
+    async def _call_model(self, inputs: np.ndarray, waits: list[float] | None) -> Any:
         """predict_fn in the executor, outputs' length checked; observed either way."""
         started = time.perf_counter()
         ok = False
@@ -346,7 +350,7 @@ class Batcher:
             ok = True
             return outputs
         finally:
-            self._observer.batch_finished(len(inputs), time.perf_counter() - started, ok)
+            self._observer.batch_finished(len(inputs), time.perf_counter() - started, ok, waits)
 
     def _fail(self, pending: _Pending, exc: Exception, images: int) -> None:
         if not isinstance(exc, ServingError):

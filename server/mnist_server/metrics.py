@@ -112,7 +112,8 @@ class _ModelBatchObserver(BatchObserver):
         for wait in queue_waits_s:
             self._wait.observe(wait)
 
-    def batch_finished(self, images: int, compute_s: float, ok: bool) -> None:
+    def batch_finished(self, images: int, compute_s: float, ok: bool,
+                       queue_waits_s: list[float] | None = None) -> None:
         self._compute.observe(compute_s)
         if ok:
             self._images.inc(images)

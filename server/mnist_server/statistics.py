@@ -46,16 +46,15 @@ class VersionStatistics(BatchObserver):
     execution_count: int = 0
     last_inference_ms: int = 0
     batches: dict[int, Duration] = field(default_factory=dict)  # batch size -> calls, compute time
-    _waits: list[float] | None = field(default=None, repr=False)  # of the batch now computing
 
     def batch_started(self, images: int, queue_waits_s: list[float]) -> None:
         self.queue.add(len(queue_waits_s), sum(_ns(w) for w in queue_waits_s))
-        self._waits = list(queue_waits_s)
 
-    def batch_finished(self, images: int, compute_s: float, ok: bool) -> None:
+    def batch_finished(self, images: int, compute_s: float, ok: bool,
+                       queue_waits_s: list[float] | None = None) -> None:
         # A batch that fails with several requests is retried request by request (batcher);
-        # those retries arrive here without batch_started and settle the requests one by one.
-        waits, self._waits = self._waits, None
+        # those retries arrive here without waits and settle the requests one by one.
+        waits = queue_waits_s
         compute_ns = _ns(compute_s)
         self.batches.setdefault(images, Duration()).add(1, compute_ns)
         if not ok and waits is not None and len(waits) > 1:
@@ -87,9 +86,10 @@ class _Tee(BatchObserver):
         for observer in self._observers:
             observer.batch_started(images, queue_waits_s)
 
-    def batch_finished(self, images: int, compute_s: float, ok: bool) -> None:
+    def batch_finished(self, images: int, compute_s: float, ok: bool,
+                       queue_waits_s: list[float] | None = None) -> None:
         for observer in self._observers:
-            observer.batch_finished(images, compute_s, ok)
+            observer.batch_finished(images, compute_s, ok, queue_waits_s)
 
     def dropped(self, reason: str, requests: int = 1) -> None:
         for observer in self._observers:

@@ -61,7 +61,7 @@ class RecordingObserver(BatchObserver):
         assert all(wait >= 0 for wait in queue_waits_s)
         self.batch_sizes.append(images)
 
-    def batch_finished(self, images, compute_s, ok):
+    def batch_finished(self, images, compute_s, ok, queue_waits_s=None):
         self.finished.append((images, ok))
 
     def dropped(self, reason, requests=1):

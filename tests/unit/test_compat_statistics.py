@@ -17,7 +17,7 @@ class Recorder(BatchObserver):
     def __init__(self):
         self.calls = []
 
-    def batch_finished(self, images, compute_s, ok):
+    def batch_finished(self, images, compute_s, ok, queue_waits_s=None):
         self.calls.append((images, ok))
 
 
@@ -36,6 +36,34 @@ async def serve(book: StatisticsBook, predict, requests: list[np.ndarray], *, al
 
 def doubled(items: np.ndarray) -> np.ndarray:
     return items * 2
+
+
+def test_overlapping_batches_count_every_request_once():
+    """With two batches computing at once, each batch's finish is paired with its own start."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    both_started = threading.Barrier(2, timeout=10)
+
+    def slow_doubled(items):
+        if len(items) == 2:  # the first two batches (2 images each) wait for each other: they overlap
+            both_started.wait()
+        return items * 2
+
+    async def scenario(book):
+        with ThreadPoolExecutor(2) as pool:
+            batcher = Batcher(slow_doubled, max_batch_size=2, batch_timeout_s=0.0, max_queue_images=100,
+                              executor=pool, observer=book.observer("mnist", 1), max_concurrent_batches=2)
+            requests = [np.ones((1, 2)) for _ in range(4)] + [np.ones((1, 2))]
+            results = await asyncio.gather(*(batcher.submit(r) for r in requests))
+            await batcher.close(1.0)
+        return results
+
+    book = StatisticsBook()
+    assert len(run(scenario(book))) == 5
+    stats = book.get("mnist", 1)
+    assert (stats.success.count, stats.queue.count, stats.compute_infer.count) == (5, 5, 5)
+    assert stats.inference_count == 5 and stats.fail.count == 0
 
 
 def test_counts_follow_requests_images_and_batches():
