@@ -59,7 +59,7 @@ def test_metadata_and_config_describe_the_served_model(client):
     assert {o["name"]: (o["datatype"], o["shape"]) for o in metadata["outputs"]} == {
         "classes": ("INT64", ["-1"]), "logits": ("FP32", ["-1", "10"]), "probabilities": ("FP32", ["-1", "10"])}
     config = client.get_model_config("mnist", as_json=True)["config"]
-    assert (config["name"], config["platform"], config["max_batch_size"]) == ("mnist", "tensorflow_savedmodel", 128)
+    assert (config["name"], config["platform"], config["max_batch_size"]) == ("mnist", "tensorflow_savedmodel", 256)
     assert config["input"] == [{"name": "images", "data_type": "TYPE_UINT8", "dims": ["28", "28"]}]
     assert {o["name"]: o["dims"] for o in config["output"]} == {"classes": ["1"], "logits": ["10"], "probabilities": ["10"]}
     assert "dynamic_batching" in config

@@ -89,7 +89,7 @@ def test_model_info_describes_the_served_export(stub, exported_model):
     assert list(info.class_names) == labels
     assert json.loads(info.metadata_json) == json.loads(
         (exported_model / "1" / "assets.extra" / "metadata.json").read_text())
-    assert info.device == "cpu" and info.max_batch_size == 128
+    assert info.device == "cpu" and info.max_batch_size == 256  # --max-batch-size default
     same = stub.GetModelInfo(pb.GetModelInfoRequest(model=pb.ModelSpec(name="mnist", version=1)), timeout=10)
     assert same.version == 1
 
