@@ -38,6 +38,7 @@ class ModelDescription:
     metadata_json: str
     device: str  # "cpu" or "gpu"
     max_batch_size: int
+    runtime: str  # what computes this version: "litert+tensorflow", "tensorflow" or "litert"
 
 
 class InferenceCore:
@@ -140,7 +141,7 @@ class InferenceCore:
             loaded_versions=tuple(self.repository.loaded_versions(name)),
             signature=model.signature, class_names=model.class_names, metadata=model.metadata,
             metadata_json=model.metadata_json, device=model.device.kind,
-            max_batch_size=self.max_batch_size)
+            max_batch_size=self.max_batch_size, runtime=model.runtime_name)
 
     def version_statuses(self, model_name: str | None) -> list[VersionStatus]:
         return self.repository.statuses(self.model_name(model_name))

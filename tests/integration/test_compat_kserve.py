@@ -12,7 +12,7 @@ from mnist_client import MnistClient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.support.server_process import metric, scrape_metrics
+from tests.support.server_process import metric, scrape_metrics, served_runtime
 from tests.support.synthetic import synthetic_arrays
 
 IMAGES, LABELS = synthetic_arrays(10, seed=31)
@@ -63,6 +63,7 @@ def test_metadata_and_config_describe_the_served_model(client):
     assert config["input"] == [{"name": "images", "data_type": "TYPE_UINT8", "dims": ["28", "28"]}]
     assert {o["name"]: o["dims"] for o in config["output"]} == {"classes": ["1"], "logits": ["10"], "probabilities": ["10"]}
     assert "dynamic_batching" in config
+    assert config["backend"] == served_runtime()
     server_metadata = client.get_server_metadata(as_json=True)
     assert server_metadata["name"] == "mnist-serving" and "statistics" in server_metadata["extensions"]
 

@@ -19,6 +19,7 @@ from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
 from PIL import Image
 
+from tests.support.server_process import served_runtime
 from tests.support.synthetic import synthetic_arrays
 
 SERVICE = "mnist_serving.v1.Classifier"
@@ -90,6 +91,7 @@ def test_model_info_describes_the_served_export(stub, exported_model):
     assert json.loads(info.metadata_json) == json.loads(
         (exported_model / "1" / "assets.extra" / "metadata.json").read_text())
     assert info.device == "cpu" and info.max_batch_size == 256  # --max-batch-size default
+    assert info.runtime == served_runtime()
     same = stub.GetModelInfo(pb.GetModelInfoRequest(model=pb.ModelSpec(name="mnist", version=1)), timeout=10)
     assert same.version == 1
 

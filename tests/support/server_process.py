@@ -24,6 +24,13 @@ from pathlib import Path
 HOST = "127.0.0.1"
 
 
+def served_runtime() -> str:
+    """What computes a version with model.tflite in a server started without --runtime: `make
+    runtimes` forces one through MNIST_SERVER_RUNTIME; the default, auto, runs both."""
+    runtime = os.environ.get("MNIST_SERVER_RUNTIME", "auto")
+    return "litert+tensorflow" if runtime == "auto" else runtime
+
+
 def free_port() -> int:
     """A port nothing listens on right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

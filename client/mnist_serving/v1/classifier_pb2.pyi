@@ -85,7 +85,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelSpec, _Mapping]] = ...) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
-    __slots__ = ("name", "version", "loaded_versions", "input_shape", "input_dtype", "class_names", "metadata_json", "device", "max_batch_size")
+    __slots__ = ("name", "version", "loaded_versions", "input_shape", "input_dtype", "class_names", "metadata_json", "device", "max_batch_size", "runtime")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LOADED_VERSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class GetModelInfoResponse(_message.Message):
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     loaded_versions: _containers.RepeatedScalarFieldContainer[int]
@@ -104,4 +105,5 @@ class GetModelInfoResponse(_message.Message):
     metadata_json: str
     device: str
     max_batch_size: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., loaded_versions: _Optional[_Iterable[int]] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[str] = ..., device: _Optional[str] = ..., max_batch_size: _Optional[int] = ...) -> None: ...
+    runtime: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., loaded_versions: _Optional[_Iterable[int]] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[str] = ..., device: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., runtime: _Optional[str] = ...) -> None: ...

@@ -61,7 +61,7 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
             name=info.name, version=info.version, loaded_versions=info.loaded_versions,
             input_shape=info.signature.input.shape, input_dtype=info.signature.input.dtype,
             class_names=info.class_names, metadata_json=info.metadata_json, device=info.device,
-            max_batch_size=info.max_batch_size)
+            max_batch_size=info.max_batch_size, runtime=info.runtime)
 
     async def _classify(self, request: classifier_pb2.ClassifyRequest,
                         deadline: float | None) -> classifier_pb2.ClassifyResponse:

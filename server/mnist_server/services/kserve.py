@@ -83,7 +83,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             return {"dims": rest} if rest else {"dims": [1], "reshape": model_config_pb2.ModelTensorReshape(shape=[])}
 
         config = model_config_pb2.ModelConfig(
-            name=info.name, platform=PLATFORM, backend="tensorflow", max_batch_size=info.max_batch_size,
+            name=info.name, platform=PLATFORM, backend=info.runtime, max_batch_size=info.max_batch_size,
             version_policy=model_config_pb2.ModelVersionPolicy(
                 latest=model_config_pb2.ModelVersionPolicy.Latest(num_versions=s.keep_versions)),
             input=[model_config_pb2.ModelInput(name=t.name, data_type=_CONFIG_TYPES[t.dtype], **dims(t.shape))
