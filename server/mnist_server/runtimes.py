@@ -82,8 +82,9 @@ def load_runtime(path: Path, device: DeviceChoice, options: RuntimeOptions) -> R
     try:
         litert = LiteRTRuntime.load(path, options.threads, require_proof=False)
         compare(litert, tensorflow, path)
-    except ModelLoadError as exc:
-        log.warning("--runtime auto: %s; serving with TensorFlow at every batch size", exc.message)
+    except Exception as exc:  # ModelLoadError, or whatever the interpreter raised on the check batch
+        reason = exc.message if isinstance(exc, ModelLoadError) else f"{TFLITE_FILE} failed: {type(exc).__name__}: {exc}"
+        log.warning("--runtime auto: %s; serving %s with TensorFlow at every batch size", reason, path)
         return tensorflow
     return SplitRuntime(litert, tensorflow, options.litert_max_batch)
 
