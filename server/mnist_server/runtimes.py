@@ -39,7 +39,8 @@ class Runtime(Protocol):
 
 
 class SplitRuntime:
-    """LiteRT for small batches, TensorFlow for large ones (auto). Not called concurrently."""
+    """LiteRT for small batches, TensorFlow for large ones (auto). Two batches may compute at once
+    (--max-concurrent-batches): TensorFlow's function is thread-safe, LiteRT's runtime takes a lock."""
 
     name = "litert+tensorflow"
 
