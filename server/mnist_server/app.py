@@ -21,7 +21,7 @@ from .metrics import HttpEndpoints, ServerMetrics
 from .model import LoadedModel, cpu_count
 from .repository import ModelRepository
 from .runtime_tensorflow import configure_tensorflow
-from .runtimes import RuntimeOptions, load_runtime
+from .runtimes import RuntimeOptions, load_model
 from .security import auth_interceptors, server_credentials
 from .services import classifier, kserve, tfserving
 
@@ -59,8 +59,7 @@ class ModelServer:
             settings.models, device=device, keep_versions=settings.keep_versions,
             make_batcher=self._make_batcher, metrics=self.metrics,
             warm_up_sizes=warm_up_sizes(settings), drain_timeout_s=settings.grace_period_s,
-            loader=lambda name, version, path, device: LoadedModel.load(
-                name, version, path, device, lambda p, d: load_runtime(p, d, runtime)))
+            loader=lambda name, version, path, device: load_model(name, version, path, device, runtime))
         self.core = InferenceCore(self.repository, default_model=settings.default_model,
                                   max_images_per_request=settings.max_images_per_request,
                                   max_batch_size=settings.max_batch_size)

@@ -10,14 +10,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import ModelLoadError
-
-if TYPE_CHECKING:  # runtimes import this module for the descriptions below
-    from .runtimes import Runtime
 
 SIGNATURE_KEY = "serving_default"
 METHOD_NAME = "tensorflow/serving/predict"
@@ -99,23 +96,16 @@ class LoadedModel:
     signature_def: bytes = field(default=b"", repr=False)
 
     @classmethod
-    def load(cls, name: str, version: int, path: Path, device: DeviceChoice,
-             load_runtime=None) -> "LoadedModel":
-        """Loads and checks one version directory (blocking: call it off the event loop).
-        `load_runtime(path, device) -> Runtime`; by default TensorFlow's."""
+    def load(cls, name: str, version: int, path: Path, device: DeviceChoice, runtime: Any,
+             signature_def: bytes = b"") -> "LoadedModel":
+        """Reads and checks one version directory's labels and metadata around a loaded runtime
+        (runtimes.load_model does both; blocking: call it off the event loop)."""
         started = time.perf_counter()
-        if load_runtime is None:
-            from .runtime_tensorflow import TensorFlowRuntime
-
-            load_runtime = TensorFlowRuntime.load
-        runtime: Runtime = load_runtime(path, device)
         signature = runtime.signature
         class_names = cls._read_class_names(path, signature)
         metadata, metadata_json = cls._read_metadata(path)
-        from .runtime_tensorflow import read_signature_def
-
         return cls(name, version, path, device, signature, class_names, metadata, metadata_json,
-                   time.perf_counter() - started, runtime, signature_def=read_signature_def(path))
+                   time.perf_counter() - started, runtime, signature_def=signature_def)
 
     @staticmethod
     def _read_class_names(path: Path, signature: SignatureDescription) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from .config import ModelSource
 from .errors import ModelLoadError, ModelNotFound, ModelUnavailable
 from .metrics import ServerMetrics
 from .model import DeviceChoice, LoadedModel
+from .runtimes import load_model
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class ModelRepository:
     def __init__(self, sources: Sequence[ModelSource], *, device: DeviceChoice, keep_versions: int,
                  make_batcher: Callable[[LoadedModel], Batcher], metrics: ServerMetrics,
                  warm_up_sizes: tuple[int, ...] = (1, 8), drain_timeout_s: float = 30.0,
-                 loader: Callable[[str, int, Path, DeviceChoice], LoadedModel] = LoadedModel.load):
+                 loader: Callable[[str, int, Path, DeviceChoice], LoadedModel] = load_model):
         self._models = {s.name: _ModelState(s.name, s.base_path) for s in sources}
         self._device = device
         self._keep = keep_versions

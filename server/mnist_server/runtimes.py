@@ -11,16 +11,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from .errors import ModelLoadError
-from .model import DeviceChoice, SignatureDescription
+from .model import DeviceChoice, LoadedModel, SignatureDescription
 from .runtime_litert import TFLITE_FILE, LiteRTRuntime
-from .runtime_tensorflow import TensorFlowRuntime
+from .runtime_tensorflow import TensorFlowRuntime, read_signature_def
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,15 @@ class RuntimeOptions:
     kind: str = "auto"          # one of CHOICES
     threads: int = 1            # LiteRT interpreter threads (TensorFlow's are set process-wide)
     litert_max_batch: int = 32  # auto: the largest batch LiteRT runs
+
+
+def load_model(name: str, version: int, path: Path, device: DeviceChoice,
+               options: RuntimeOptions = RuntimeOptions("tensorflow")) -> LoadedModel:
+    """One version directory loaded with the runtime(s) `options` choose (blocking). Raises ModelLoadError."""
+    started = time.perf_counter()
+    model = LoadedModel.load(name, version, path, device, load_runtime(path, device, options),
+                             signature_def=read_signature_def(path))
+    return replace(model, load_seconds=time.perf_counter() - started)
 
 
 def load_runtime(path: Path, device: DeviceChoice, options: RuntimeOptions) -> Runtime:

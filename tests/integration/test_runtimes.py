@@ -22,10 +22,11 @@ RUNTIME_INFO = "mnist_serving_model_runtime_info"
 @pytest.fixture(scope="module")
 def reference(exported_model):
     """The SavedModel's own answers (TensorFlow, in this process) for 100 synthetic images."""
-    from mnist_server.model import DeviceChoice, LoadedModel
+    from mnist_server.model import DeviceChoice
+    from mnist_server.runtimes import load_model
 
     images, _ = synthetic_arrays(100, seed=21)
-    model = LoadedModel.load("mnist", 1, exported_model / "1", DeviceChoice("cpu", "/CPU:0"))
+    model = load_model("mnist", 1, exported_model / "1", DeviceChoice("cpu", "/CPU:0"))
     return images, model.predict(images)
 
 

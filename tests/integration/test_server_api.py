@@ -54,11 +54,12 @@ def call_error(stub, request) -> grpc.RpcError:
 
 
 def test_answers_match_the_exported_model_called_directly(stub, exported_model):
-    from mnist_server.model import DeviceChoice, LoadedModel  # imports TensorFlow here only
+    from mnist_server.model import DeviceChoice
+    from mnist_server.runtimes import load_model  # imports TensorFlow here only
 
     images, labels = synthetic_arrays(16, seed=11)
     response = stub.Classify(packed(images, request_id="r-1"), timeout=10)
-    direct = LoadedModel.load("mnist", 1, exported_model / "1", DeviceChoice("cpu", "/CPU:0"))
+    direct = load_model("mnist", 1, exported_model / "1", DeviceChoice("cpu", "/CPU:0"))
     expected = direct.predict(images)
     assert (response.model_name, response.model_version, response.request_id) == ("mnist", 1, "r-1")
     assert [p.label for p in response.predictions] == expected["classes"].tolist()
