@@ -3,7 +3,8 @@
 set -euo pipefail
 # docker.io docker-compose debootstrap: the e2e stage (tests/e2e) builds and runs the containers.
 # prometheus: its promtool checks deploy/prometheus/ (tests/unit/test_prometheus_config.py).
-packages=(nginx libb64-0d openssl docker.io docker-compose debootstrap prometheus)
+# chromium chromium-driver: the page's browser tests (tests/integration/test_web_page.py), headless.
+packages=(nginx libb64-0d openssl docker.io docker-compose debootstrap prometheus chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,13 +17,14 @@ from .batcher import Batcher
 from .config import Settings
 from .inference import InferenceCore
 from .metered import MeteredServer
-from .metrics import HttpEndpoints, ServerMetrics
+from .metrics import ServerMetrics
 from .model import LoadedModel, cpu_count
 from .repository import ModelRepository
 from .runtime_tensorflow import configure_tensorflow
 from .runtimes import RuntimeOptions, load_model
-from .security import auth_interceptors, server_credentials
+from .security import auth_interceptors, http_ssl_context, server_credentials, token_verifier
 from .services import classifier, kserve, tfserving
+from .web.server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,13 @@ class ModelServer:
                                   max_images_per_request=settings.max_images_per_request,
                                   max_batch_size=settings.max_batch_size)
         self.health = health.aio.HealthServicer()
-        self.http = HttpEndpoints(self.metrics, ready=lambda: self.core.ready)
+        verifier = token_verifier(settings)
+        # HTTP and gRPC share the core, the batchers, the token rules and our API's request handling
+        self.http = HttpServer(self.core, settings, self.metrics, verifier,
+                               classifier.ClassifierService(self.core, settings))
         self.grpc_server = grpc.aio.server(
             # a call refused by auth never reaches the metered handlers (auth counts its own refusals)
-            interceptors=auth_interceptors(settings, self.metrics) or None,
+            interceptors=auth_interceptors(verifier, self.metrics) or None,
             options=[("grpc.max_receive_message_length", settings.max_receive_message_bytes),
                      ("grpc.max_send_message_length", settings.max_receive_message_bytes),
                      ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
@@ -110,7 +114,7 @@ class ModelServer:
             raise StartupError(f"cannot listen for gRPC on {s.grpc_address}: {exc} "
                                "(port in use? try --port)") from None
         try:
-            self.http.start(s.host, s.http_port)
+            await self.http.start(http_ssl_context(s))
         except OSError as exc:
             raise StartupError(f"cannot listen for HTTP on {s.host}:{s.http_port}: {exc.strerror} "
                                "(port in use? try --http-port)") from None
@@ -150,13 +154,12 @@ class ModelServer:
         self._stopping.set()
         self.core.start_draining()
         await self.health.enter_graceful_shutdown()
-        await self.grpc_server.stop(grace)
+        await asyncio.gather(self.grpc_server.stop(grace), self.http.stop())
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
         await self.repository.close(timeout_s=1.0)
         self.model_executor.shutdown(wait=True, cancel_futures=True)
-        self.http.stop()
         log.info("stopped")
 
     def request_stop(self) -> None:

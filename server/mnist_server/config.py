@@ -77,6 +77,9 @@ class Settings:
     max_encoded_bytes: int = 4 * 1024 * 1024
     max_decoded_pixels: int = 16 * 1024 * 1024
     max_decoded_pixels_per_request: int = 64 * 1024 * 1024
+    http_max_connections: int = 1024
+    http_idle_timeout_s: float = 15.0
+    http_body_timeout_s: float = 30.0
     version_labels: tuple[VersionLabel, ...] = ()
 
     @property
@@ -112,6 +115,13 @@ def _non_negative_int(text: str) -> int:
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0 or value == float("inf"):
+        raise ValueError
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
         raise ValueError
     return value
 
@@ -159,7 +169,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--host", default="0.0.0.0", help="address to listen on (default %(default)s)")
     add("--port", type=_port, default=8500, help="gRPC port (default %(default)s)")
     add("--http-port", type=_port, default=8501,
-        help="HTTP port for /metrics, /healthz, /readyz (default %(default)s)")
+        help="HTTP port: TF Serving REST, KServe v2 REST, image upload, the page at /, and /metrics, "
+             "/healthz, /readyz (default %(default)s)")
 
     add("--max-batch-size", type=_positive_int, default=256,
         help="most images in one model call (default %(default)s)")
@@ -210,7 +221,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
              "streams beyond it with UNAVAILABLE instead of queueing them) (default %(default)s)")
 
     add("--max-receive-message-bytes", type=_positive_int, default=16 * 1024 * 1024,
-        help="largest gRPC request accepted (default %(default)s)")
+        help="largest gRPC request or HTTP request body accepted (HTTP: 413 beyond it) (default %(default)s)")
     add("--max-images-per-request", type=_positive_int, default=4096,
         help="most images in one request (default %(default)s)")
     add("--max-encoded-bytes", type=_positive_int, default=4 * 1024 * 1024,
@@ -220,6 +231,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--max-decoded-pixels-per-request", type=_positive_int, default=64 * 1024 * 1024,
         help="largest sum of width*height over one request's PNG/JPEG images, checked from their headers "
              "before any is decoded: bounds the decoding CPU one request can cost (default %(default)s)")
+
+    add("--http-max-connections", type=_positive_int, default=1024,
+        help="open HTTP connections; beyond it a new connection gets 503 and is closed (default %(default)s)")
+    add("--http-idle-timeout", type=_positive_float, default=15.0,
+        help="seconds an HTTP connection may sit without a complete request (idle keep-alive, or headers "
+             "sent half) before it is closed (default %(default)s)")
+    add("--http-body-timeout", type=_positive_float, default=30.0,
+        help="seconds to receive an HTTP request's body; slower bodies get 408 (default %(default)s)")
 
     add("--version-labels", default="",
         help="TF Serving version labels, comma-separated LABEL=VERSION for the default model or "
@@ -287,6 +306,8 @@ def parse_settings(argv: Sequence[str] | None = None,
         max_images_per_request=args.max_images_per_request,
         max_encoded_bytes=args.max_encoded_bytes, max_decoded_pixels=args.max_decoded_pixels,
         max_decoded_pixels_per_request=args.max_decoded_pixels_per_request,
+        http_max_connections=args.http_max_connections, http_idle_timeout_s=args.http_idle_timeout,
+        http_body_timeout_s=args.http_body_timeout,
         version_labels=_parse_version_labels(args.version_labels, sources[0].name if sources else args.model_name),
     )
     validate(settings)

@@ -133,3 +133,32 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
             return code, message
     log.error("unexpected error while handling a request", exc_info=exc)
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+
+
+# gRPC status -> HTTP status, for the HTTP APIs (web/): the mapping google.rpc.Code documents,
+# which TF Serving's REST API and KServe v2 REST also follow. So an error has one code on every port.
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+
+
+def to_http_status(exc: BaseException) -> tuple[int, str]:
+    """HTTP status and caller-safe message: to_status's answer, through HTTP_STATUS."""
+    code, message = to_status(exc)
+    return HTTP_STATUS[code], message

@@ -1,22 +1,18 @@
-"""Every Prometheus metric, defined once, plus the HTTP endpoints /metrics, /healthz and /readyz.
+"""Every Prometheus metric, defined once (web/probes.py serves them on /metrics).
 
 Base units (seconds, images), low-cardinality labels: `method` is the full gRPC method name,
-`model` a configured model name (or "none" when the request named no served model), `code` the
-gRPC status code name.
+`route` an HTTP method plus route template (`POST /v1/models/{model}:predict`), `model` a configured
+model name (or "none" when the request named no served model), `code` the gRPC status code name,
+`status` the HTTP status.
 """
 from __future__ import annotations
 
 import contextvars
 import logging
-import socket
-import threading
 from dataclasses import dataclass
-from socketserver import ThreadingMixIn
-from typing import Callable
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram,
-                               PlatformCollector, ProcessCollector, make_wsgi_app)
+from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector,
+                               ProcessCollector)
 
 from .batcher import BatchObserver
 
@@ -88,6 +84,17 @@ class ServerMetrics:
                                "Requests refused or dropped before compute, by reason "
                                "(queue_full, deadline, cancelled)", ["model", "reason"], registry=r)
 
+        self.http_requests = Counter(PREFIX + "http_requests_total",
+                                     "HTTP requests answered, by route, model and HTTP status",
+                                     ["route", "model", "status"], registry=r)
+        self.http_request_latency = Histogram(PREFIX + "http_request_latency_seconds",
+                                              "HTTP request duration in the server", ["route"],
+                                              buckets=LATENCY_BUCKETS, registry=r)
+        self.http_connections = Gauge(PREFIX + "http_connections", "Open HTTP connections", registry=r)
+        self.http_connections_refused = Counter(PREFIX + "http_connections_refused_total",
+                                                "HTTP connections refused at once with 503: "
+                                                "--http-max-connections were open", registry=r)
+
     def batch_observer(self, model: str) -> BatchObserver:
         return _ModelBatchObserver(self, model)
 
@@ -120,58 +127,3 @@ class _ModelBatchObserver(BatchObserver):
 
     def dropped(self, reason: str, requests: int = 1) -> None:
         self._dropped.labels(self._model, reason).inc(requests)
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # a slow scraper never blocks shutdown
-
-
-class _ThreadingWSGIServer6(_ThreadingWSGIServer):
-    address_family = socket.AF_INET6  # --host :: (or another IPv6 address)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - scrapes every few seconds are not events
-        pass
-
-
-class HttpEndpoints:
-    """/metrics (Prometheus text), /healthz (process alive), /readyz (ready() true) on one port."""
-
-    def __init__(self, metrics: ServerMetrics, ready: Callable[[], bool]):
-        self._metrics_app = make_wsgi_app(metrics.registry)
-        self._ready = ready
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "")
-        if path == "/healthz":
-            return self._text(start_response, "200 OK", "ok\n")
-        if path == "/readyz":
-            if self._ready():
-                return self._text(start_response, "200 OK", "ready\n")
-            return self._text(start_response, "503 Service Unavailable", "not ready\n")
-        if path in ("/metrics", "/metrics/"):
-            return self._metrics_app(environ, start_response)
-        return self._text(start_response, "404 Not Found", "not found: try /metrics, /healthz, /readyz\n")
-
-    @staticmethod
-    def _text(start_response, status: str, body: str):
-        data = body.encode()
-        start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                                ("Content-Length", str(len(data)))])
-        return [data]
-
-    def start(self, host: str, port: int) -> None:
-        server_class = _ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer
-        self._server = make_server(host, port, self, server_class=server_class, handler_class=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
-        self._thread.start()
-        log.info("HTTP endpoints on %s:%d (/metrics, /healthz, /readyz)", host, port)
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

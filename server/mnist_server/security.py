@@ -125,20 +125,18 @@ def service_of(method: str) -> str:
     return method.lstrip("/").split("/", 1)[0]
 
 
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses calls without a valid token before any request byte is parsed. Put it first in the
-    interceptor list, so refused calls never reach the other interceptors."""
+class TokenVerifier:
+    """Decides one call's fate from its `authorization` values and the service it calls; the gRPC
+    interceptor below and the HTTP server (web/) both ask it, so a token means the same on both ports."""
 
-    def __init__(self, tokens: Sequence[Token], exempt_services: Sequence[str], metrics: ServerMetrics):
+    def __init__(self, tokens: Sequence[Token], exempt_services: Sequence[str]):
         self._tokens = tuple(tokens)
         self._exempt = frozenset(exempt_services)
-        self._requests = metrics.requests
 
-    def verdict(self, metadata: Sequence[tuple[str, Any]] | None, service: str) -> tuple[grpc.StatusCode, str] | None:
+    def verdict(self, values: Sequence[str | bytes], service: str) -> tuple[grpc.StatusCode, str] | None:
         """None when the call may go on, else the status to refuse it with."""
         if service in self._exempt:
             return None
-        values = [value for key, value in metadata or () if key == "authorization"]
         if not values:
             return grpc.StatusCode.UNAUTHENTICATED, MISSING
         value = values[0].decode("latin-1") if isinstance(values[0], bytes) else values[0]
@@ -156,6 +154,18 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
             return (grpc.StatusCode.PERMISSION_DENIED,
                     f"this token may not call {service}; it is limited to {', '.join(sorted(found.services))}")
         return None
+
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls without a valid token before any request byte is parsed. Put it first in the
+    interceptor list, so refused calls never reach the other interceptors."""
+
+    def __init__(self, verifier: TokenVerifier, metrics: ServerMetrics):
+        self._verifier = verifier
+        self._requests = metrics.requests
+
+    def verdict(self, metadata: Sequence[tuple[str, Any]] | None, service: str) -> tuple[grpc.StatusCode, str] | None:
+        return self._verifier.verdict([value for key, value in metadata or () if key == "authorization"], service)
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler]],
                                 handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
@@ -187,14 +197,33 @@ def _refusing_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode,
     return grpc.stream_stream_rpc_method_handler(refuse, response_serializer=serializer)
 
 
-def auth_interceptors(settings: Settings, metrics: ServerMetrics) -> list[grpc.aio.ServerInterceptor]:
-    """[] without --auth-token-file; warns when tokens would cross the network in clear text."""
+def token_verifier(settings: Settings) -> TokenVerifier | None:
+    """None without --auth-token-file; warns when tokens would cross the network in clear text."""
     if settings.auth_token_file is None:
-        return []
+        return None
     tokens = load_tokens(settings.auth_token_file)
     if settings.tls_cert is None:
         log.warning("--auth-token-file without --tls-cert: bearer tokens travel unencrypted; "
                     "use TLS unless a proxy in front terminates it")
     log.info("bearer-token auth on: %d token(s); open without a token: %s", len(tokens),
              ", ".join(sorted(settings.auth_exempt_services)) or "nothing")
-    return [BearerTokenInterceptor(tokens, settings.auth_exempt_services, metrics)]
+    return TokenVerifier(tokens, settings.auth_exempt_services)
+
+
+def auth_interceptors(verifier: TokenVerifier | None, metrics: ServerMetrics) -> list[grpc.aio.ServerInterceptor]:
+    return [] if verifier is None else [BearerTokenInterceptor(verifier, metrics)]
+
+
+def http_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The gRPC port's certificate on the HTTP port too (tokens never travel in clear). With
+    --tls-client-ca a client certificate is verified when presented but not required during the
+    handshake: probes and Prometheus reach /healthz, /readyz and /metrics without one, and every
+    other route refuses a connection without a verified certificate (web/server.py)."""
+    if settings.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    if settings.tls_client_ca is not None:
+        context.load_verify_locations(cafile=settings.tls_client_ca)
+        context.verify_mode = ssl.CERT_OPTIONAL
+    return context

@@ -22,7 +22,8 @@ MONITOR = "monitor-0123456789abcdef"
 def interceptor(tmp_path):
     path = tmp_path / "tokens"
     path.write_text(f"# team tokens\n{ALICE}\n\n{BOB}   # rotated in\n{MONITOR} grpc.health.v1.Health\n")
-    return security.BearerTokenInterceptor(security.load_tokens(path), AUTH_EXEMPT_DEFAULT, ServerMetrics())
+    return security.BearerTokenInterceptor(security.TokenVerifier(security.load_tokens(path), AUTH_EXEMPT_DEFAULT),
+                                           ServerMetrics())
 
 
 def verdict(interceptor, value=None, service="mnist_serving.v1.Classifier", extra=()):

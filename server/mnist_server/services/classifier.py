@@ -34,7 +34,7 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
 
     async def Classify(self, request: classifier_pb2.ClassifyRequest,
                        context: grpc.aio.ServicerContext) -> classifier_pb2.ClassifyResponse:
-        return await self._classify(request, self._core.deadline_from_timeout(context.time_remaining()))
+        return await self.classify(request, self._core.deadline_from_timeout(context.time_remaining()))
 
     async def ClassifyStream(self, request_iterator: AsyncIterator[classifier_pb2.ClassifyRequest],
                              context: grpc.aio.ServicerContext):
@@ -47,7 +47,7 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
     async def _answer(self, request: classifier_pb2.ClassifyRequest,
                       deadline: float | None) -> classifier_pb2.ClassifyResponse:
         try:
-            return await self._classify(request, deadline)
+            return await self.classify(request, deadline)
         except Exception as exc:  # a bad request does not end the stream
             code, message = to_status(exc)
             return classifier_pb2.ClassifyResponse(
@@ -63,8 +63,9 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
             class_names=info.class_names, metadata_json=info.metadata_json, device=info.device,
             max_batch_size=info.max_batch_size, runtime=info.runtime)
 
-    async def _classify(self, request: classifier_pb2.ClassifyRequest,
-                        deadline: float | None) -> classifier_pb2.ClassifyResponse:
+    async def classify(self, request: classifier_pb2.ClassifyRequest,
+                       deadline: float | None) -> classifier_pb2.ClassifyResponse:
+        """One Classify, whichever port it came in on (the HTTP upload route calls it too)."""
         model_name = self._core.model_name(request.model.name or None)  # NOT_FOUND before decoding
         if request.model.version < 0:
             raise InvalidInput(f"model.version must be 0 (latest) or positive, got {request.model.version}")
