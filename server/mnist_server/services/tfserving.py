@@ -30,8 +30,9 @@ _STATES = get_model_status_pb2.ModelVersionStatus.State
 _ERROR_CODE_OK, _ERROR_CODE_UNKNOWN = 0, 2  # tensorflow.error.Code
 
 
-class _Resolver:
-    """model_spec -> (model name, version or None for latest), shared by both services."""
+class VersionResolver:
+    """model_spec -> (model name, version or None for latest), shared by both gRPC services and
+    the REST routes (web/tfserving.py), so a label means the same version on every port."""
 
     def __init__(self, core: InferenceCore, settings: Settings):
         self._core = core
@@ -63,7 +64,7 @@ class _Resolver:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, core: InferenceCore, resolver: _Resolver):
+    def __init__(self, core: InferenceCore, resolver: VersionResolver):
         self._core = core
         self._resolver = resolver
 
@@ -144,7 +145,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, core: InferenceCore, resolver: _Resolver):
+    def __init__(self, core: InferenceCore, resolver: VersionResolver):
         self._core = core
         self._resolver = resolver
 
@@ -204,7 +205,7 @@ def _example_image(input_name: str, index: int, example) -> np.ndarray:
 
 
 def add_to_server(server: MeteredServer, core: InferenceCore, settings: Settings) -> tuple[str, ...]:
-    resolver = _Resolver(core, settings)
+    resolver = VersionResolver(core, settings)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core, resolver), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, resolver), server)
     return (PREDICTION_SERVICE, MODEL_SERVICE)
