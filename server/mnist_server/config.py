@@ -238,7 +238,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="seconds an HTTP connection may sit without a complete request (idle keep-alive, or headers "
              "sent half) before it is closed (default %(default)s)")
     add("--http-body-timeout", type=_positive_float, default=30.0,
-        help="seconds to receive an HTTP request's body; slower bodies get 408 (default %(default)s)")
+        help="seconds to receive an HTTP request's body (slower: 408) and for the client to take the answer "
+             "(slower: the connection is dropped) (default %(default)s)")
 
     add("--version-labels", default="",
         help="TF Serving version labels, comma-separated LABEL=VERSION for the default model or "

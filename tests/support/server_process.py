@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -39,9 +40,11 @@ def free_port() -> int:
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
-    """(status, body) of a GET; HTTP errors are returned, not raised."""
+    """(status, body) of a GET; HTTP errors are returned, not raised. An https URL (a server with
+    --tls-cert) is read without checking the certificate: readiness and metrics, on loopback."""
+    context = ssl._create_unverified_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -68,7 +71,8 @@ class ServerProcess:
 
     @property
     def http_url(self) -> str:
-        return f"http://{HOST}:{self.http_port}"
+        scheme = "https" if "--tls-cert" in self.flags else "http"  # the HTTP port has the gRPC port's TLS
+        return f"{scheme}://{HOST}:{self.http_port}"
 
     def log_text(self) -> str:
         if self._log_file is None:

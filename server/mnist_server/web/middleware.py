@@ -2,15 +2,18 @@
 
 1. metered: times and counts it by route, model and status (mnist_serving_http_requests_total),
    and gives the core the CallLabels it names the model in (as metered.py does for gRPC);
-2. errors: domain errors -> the HTTP status of errors.HTTP_STATUS and `{"error": message}`; aiohttp's
+2. bounded_send: the answer must be taken by the client within --http-body-timeout, or the connection
+   is dropped (a client reading one byte at a time holds neither a slot nor memory for long);
+3. errors: domain errors -> the HTTP status of errors.HTTP_STATUS and `{"error": message}`; aiohttp's
    own refusals (404, 405, 413, ...) get the same JSON shape and a message naming what was wrong;
    anything else is a bug: 500 with a generic message, traceback in the log;
-3. guard: while draining, new requests other than probes get 503; protected routes need a client
+4. guard: while draining, new requests other than probes get 503; protected routes need a client
    certificate (mutual TLS) and a bearer token valid for their gRPC service;
-4. security headers on every answer (the page's CSP lives in page.py).
+5. security headers on every answer (the page's CSP lives in page.py).
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -77,6 +80,27 @@ def metered(metrics: ServerMetrics):
                 counter = counters[key] = metrics.http_requests.labels(route, labels.model, str(status))
             counter.inc()  # type: ignore[attr-defined]
     return middleware
+
+
+def bounded_send(timeout_s: float):
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if response.prepared:  # streamed by its handler
+            return response
+        try:  # aiohttp would send it after we return, with no time limit: send it here instead
+            await asyncio.wait_for(_send(request, response), timeout_s)
+        except asyncio.TimeoutError:
+            log.debug("dropped a connection that did not take its %s answer within %.1fs", request.path, timeout_s)
+            if request.transport is not None:
+                request.transport.abort()
+        return response
+    return middleware
+
+
+async def _send(request: web.Request, response: web.StreamResponse) -> None:
+    await response.prepare(request)
+    await response.write_eof()
 
 
 def _http_exception_message(request: web.Request, exc: web.HTTPException) -> str:
