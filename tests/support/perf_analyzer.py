@@ -34,13 +34,14 @@ class PerfRun:
 
 
 def run(address: str, *, service_kind: str, model: str, concurrency: int = 8, request_count: int = 400,
-        extra: tuple[str, ...] = (), timeout_s: float = 120.0) -> PerfRun:
+        extra: tuple[str, ...] = (), timeout_s: float = 120.0, protocol: str = "grpc") -> PerfRun:
     """perf_analyzer at a fixed concurrency for exactly `request_count` requests (no stability
-    search: the run is bounded in count, and `timeout_s` bounds it in time)."""
+    search: the run is bounded in count, and `timeout_s` bounds it in time). `protocol` is its -i:
+    "grpc" (address: the gRPC port) or "http" (address: the HTTP port, KServe v2 REST)."""
     installer = _installer()
     with tempfile.TemporaryDirectory(prefix="perf-analyzer-run-") as tmp:
         export = Path(tmp) / "profile.json"
-        args = ["-m", model, "-u", address, "-i", "grpc", f"--service-kind={service_kind}",
+        args = ["-m", model, "-u", address, "-i", protocol, f"--service-kind={service_kind}",
                 "--concurrency-range", f"{concurrency}:{concurrency}", "--request-count", str(request_count),
                 "--profile-export-file", str(export), *extra]
         proc = subprocess.run(installer.command(args), env=installer.environment(), capture_output=True,

@@ -136,7 +136,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: service_pb2.ModelInferRequest,
                          context: grpc.aio.ServicerContext) -> service_pb2.ModelInferResponse:
-        return await self._infer(request, self._core.deadline_from_timeout(context.time_remaining()))
+        return await self.infer(request, self._core.deadline_from_timeout(context.time_remaining()))
 
     async def ModelStreamInfer(self, request_iterator, context: grpc.aio.ServicerContext):
         """In order; a failed request answers with error_message and the stream goes on (as Triton)."""
@@ -144,7 +144,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
         async def answer(request: service_pb2.ModelInferRequest) -> service_pb2.ModelStreamInferResponse:
             try:
-                return service_pb2.ModelStreamInferResponse(infer_response=await self._infer(request, deadline))
+                return service_pb2.ModelStreamInferResponse(infer_response=await self.infer(request, deadline))
             except Exception as exc:
                 code, message = to_status(exc)
                 return service_pb2.ModelStreamInferResponse(
@@ -155,7 +155,9 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         async for response in ordered_stream(self._core, request_iterator, answer):
             yield response
 
-    async def _infer(self, request: service_pb2.ModelInferRequest, deadline: float | None) -> service_pb2.ModelInferResponse:
+    async def infer(self, request: service_pb2.ModelInferRequest,
+                    deadline: float | None) -> service_pb2.ModelInferResponse:
+        """One inference, whatever carried it: ModelInfer, the stream, and KServe REST (web/kserve.py)."""
         version = self._version(request.model_version)
         name, signature = self._core.signature(request.model_name or None, version)
         images = self._images(request, name, signature)
