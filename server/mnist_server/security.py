@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)  # RFC 6750 b64token
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 MIN_TOKEN_LENGTH = 16  # a guessable token is a configuration error, not a choice
-MISSING = "missing credentials: send the metadata `authorization: Bearer <token>`"
+MISSING = "missing credentials: send `authorization: Bearer <token>` (gRPC metadata or HTTP header)"
 MALFORMED = "malformed credentials: the `authorization` metadata must be `Bearer <token>`"
 INVALID = "invalid credentials: the bearer token is not valid for this server"
 

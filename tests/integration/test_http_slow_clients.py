@@ -152,7 +152,6 @@ def test_answers_nobody_reads_drop_the_connection_within_the_body_timeout(server
         sock = connect(server)
         sock.sendall(request)
         socks.append(sock)
-    opened = time.monotonic()
     wait_until_answered(server, "GET /metrics", len(socks) * PIPELINED)
     assert_probes_answer(server)
     assert_bounded(server, before)

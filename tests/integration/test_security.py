@@ -98,7 +98,7 @@ def test_plaintext_and_untrusting_clients_cannot_talk_to_a_tls_port(tls_server, 
 
 
 @pytest.mark.parametrize("metadata, message", [
-    ((), "missing credentials: send the metadata `authorization: Bearer <token>`"),
+    ((), "missing credentials: send `authorization: Bearer <token>` (gRPC metadata or HTTP header)"),
     ((("authorization", f"Basic {TOKEN}"),), "malformed credentials"),
     ((("authorization", "Bearer"),), "malformed credentials"),
     ((("authorization", f"Bearer {TOKEN} extra"),), "malformed credentials"),
