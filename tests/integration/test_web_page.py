@@ -1,0 +1,398 @@
+"""The page at / in a real browser: Debian's chromium, headless, driven through Debian's
+chromedriver by selenium, against a real `mnist-server` serving two models trained on the
+genuine MNIST (a hand-drawn digit needs a model that has seen real handwriting).
+
+Digits are drawn with W3C input actions (mouse, pen and touch pointers), as a person would;
+nothing here downloads a browser or a driver (the driver's path is given, so Selenium Manager
+never runs). scripts/screenshot_page.py reuses the helpers below.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+os.environ.setdefault("SE_OFFLINE", "true")  # belt and braces: Selenium Manager may not fetch anything
+
+from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.actions import interaction  # noqa: E402
+from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
+from selenium.webdriver.common.actions.pointer_input import PointerInput  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CANVAS_SIDE = 280  # the canvas's drawing buffer (index.html)
+WAIT_S = 20
+
+
+# ---------- digits as strokes on the 280x280 canvas (each stroke: a list of (x, y)) ----------
+
+def _arc(cx, cy, rx, ry, start_deg, end_deg, steps):
+    return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
+            for a in (start_deg + (end_deg - start_deg) * i / steps for i in range(steps + 1))]
+
+
+def _line(a, b, steps):
+    return [(a[0] + (b[0] - a[0]) * i / steps, a[1] + (b[1] - a[1]) * i / steps) for i in range(steps + 1)]
+
+
+DIGITS = {
+    # a bar and a slanted stem, as most people write it
+    7: [_line((75, 65), (205, 65), 8) + _line((205, 65), (120, 225), 10)[1:]],
+    # an arc over the top, a diagonal down to the left, a flat base
+    2: [_arc(140, 105, 58, 48, 200, 370, 10) + _line((197, 118), (82, 222), 9)[1:]
+        + _line((82, 222), (208, 222), 8)[1:]],
+    # an upright oval, closed
+    0: [_arc(140, 140, 62, 92, -90, 275, 24)],
+}
+
+
+# ---------- the browser ----------
+
+@contextmanager
+def chromium(width: int = 1200, height: int = 900, *, phone: bool = False):
+    """Headless Debian chromium through Debian's chromedriver; its profile in a temporary directory.
+    The viewport is exactly width x height CSS pixels (headless windows have a minimum width and
+    their own frame); `phone` also emulates a mobile device: the viewport meta tag, touch."""
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(path, os.X_OK):
+            pytest.fail(f"{path} is missing: run `bash scripts/install-system-deps.sh` (Debian's chromium "
+                        "and chromium-driver)")
+    profile = tempfile.mkdtemp(prefix="mnist-page-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-default-apps", "--disable-extensions", "--force-device-scale-factor=1",
+                 f"--window-size={width},{height}", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.set_page_load_timeout(WAIT_S)
+        driver.set_script_timeout(WAIT_S)
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": phone})
+        if phone:
+            driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_page(driver, url: str) -> None:
+    driver.get(url)
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: d.execute_script("return document.body.dataset.ready === 'true'"),
+        "the page did not finish loading the model list")
+
+
+def draw(driver, strokes, kind: str = interaction.POINTER_MOUSE) -> None:
+    """Draws `strokes` (canvas-buffer coordinates) with one pointer of `kind`: mouse, pen or touch."""
+    canvas = driver.find_element(By.ID, "canvas")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    rect = driver.execute_script("const r = arguments[0].getBoundingClientRect();"
+                                 "return {w: r.width, h: r.height};", canvas)
+    scale_x, scale_y = rect["w"] / CANVAS_SIDE, rect["h"] / CANVAS_SIDE
+
+    def offset(point):  # W3C actions with an element origin are relative to its centre
+        return round((point[0] - CANVAS_SIDE / 2) * scale_x), round((point[1] - CANVAS_SIDE / 2) * scale_y)
+
+    builder = ActionBuilder(driver, mouse=PointerInput(kind, f"{kind}-pointer"), duration=15)
+    pointer = builder.pointer_action
+    for stroke in strokes:
+        pointer.move_to(canvas, *offset(stroke[0]))
+        pointer.pointer_down()
+        for point in stroke[1:]:
+            pointer.move_to(canvas, *offset(point))
+        pointer.pointer_up()
+    builder.perform()
+
+
+def clear(driver) -> None:
+    driver.find_element(By.ID, "clear").click()
+    WebDriverWait(driver, WAIT_S).until(lambda d: d.find_element(By.ID, "results").get_attribute("data-label") is None)
+
+
+def wait_answer(driver, model: str | None = None) -> dict:
+    """Waits for the final answer (the live region's text comes only once a drawing is finished)
+    and returns what the page shows."""
+    def shown(d):
+        info = d.execute_script("""
+            const r = document.getElementById('results');
+            return {label: r.dataset.label, model: r.dataset.model, version: r.dataset.version,
+                    top: document.getElementById('top-label').textContent,
+                    announce: document.getElementById('announce').textContent,
+                    answered_by: document.getElementById('answered-by').textContent,
+                    bars: Array.from(document.querySelectorAll('#bars li')).map(li => li.textContent),
+                    error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
+                    busy: r.classList.contains('busy')};""")
+        if info["error"]:
+            raise AssertionError(f"the page shows an error: {info['error']}")
+        if info["label"] is None or not info["announce"] or info["busy"]:
+            return False
+        return info if model is None or info["model"] == model else False
+    try:
+        return WebDriverWait(driver, WAIT_S).until(shown)
+    except TimeoutException:
+        raise AssertionError(f"no final answer within {WAIT_S}s; browser log: {driver.get_log('browser')}") from None
+
+
+def requested_urls(driver) -> list[str]:
+    """Every URL the page asked for (Chrome's performance log: Network.requestWillBeSent)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+# ---------- the server ----------
+
+@pytest.fixture(scope="module")
+def trained_models(mnist_dir, tmp_path_factory) -> dict[str, Path]:
+    """The CNN (~98.7%) and the linear model (~91%), one epoch each on the genuine MNIST."""
+    from tests.conftest import run_trainer
+
+    bases = {}
+    for name, extra in (("mnist", ()), ("linear", ("--model", "linear"))):
+        base = tmp_path_factory.mktemp("page-models") / name
+        result = run_trainer(mnist_dir, base, "--epochs", "1", "--seed", "3", "--no-report", *extra)
+        assert result.returncode == 0, result.stderr[-4000:]
+        bases[name] = base
+    return bases
+
+
+@pytest.fixture(scope="module")
+def page_server(trained_models):
+    from tests.support.server_process import ServerProcess
+
+    with ServerProcess(["--model-dir", str(trained_models["mnist"]),
+                        "--model", f"linear={trained_models['linear']}"]) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as driver:
+        yield driver
+
+
+# ---------- the tests ----------
+
+pytestmark = [pytest.mark.slow, pytest.mark.real_mnist]
+
+
+def test_the_page_comes_with_a_strict_csp_and_no_inline_code(page_server):
+    with urllib.request.urlopen(page_server.http_url + "/", timeout=10) as response:
+        csp = response.headers["Content-Security-Policy"]
+        html = response.read().decode()
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "connect-src 'self'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "<script>" not in html and " style=" not in html and "http://" not in html and "https://" not in html
+    for name in ("page.js", "page.css", "favicon.svg"):
+        with urllib.request.urlopen(f"{page_server.http_url}/static/{name}", timeout=10) as response:
+            assert response.status == 200
+            assert response.headers["Content-Security-Policy"] == csp
+
+
+def test_drawn_digits_are_read_right_as_they_are_drawn(page_server, browser):
+    open_page(browser, page_server.http_url + "/")
+    # one digit per kind of pointer: mouse, pen and finger all draw
+    for digit, kind in ((7, interaction.POINTER_MOUSE), (2, interaction.POINTER_PEN), (0, interaction.POINTER_TOUCH)):
+        clear(browser)
+        draw(browser, DIGITS[digit], kind)
+        answer = wait_answer(browser)
+        assert answer["label"] == str(digit) and answer["top"] == str(digit), (digit, kind, answer)
+        assert answer["model"] == "mnist" and answer["version"] == "1"
+        assert answer["answered_by"] == "Answered by mnist, version 1"
+        assert len(answer["bars"]) == 5 and answer["bars"][0].startswith(str(digit))
+        assert f"says {digit}" in answer["announce"]
+    # no console errors: a CSP violation would show up here
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == []
+
+
+def test_an_uploaded_png_is_classified(page_server, browser, tmp_path, mnist_dir):
+    from PIL import Image
+
+    from mnist_trainer.datasets import TEST_IMAGES, TEST_LABELS
+    from mnist_trainer.idx import read_idx
+
+    images, labels = read_idx(mnist_dir / TEST_IMAGES), read_idx(mnist_dir / TEST_LABELS)
+    index = next(i for i in range(len(labels)) if labels[i] == 4)  # a genuine test-set 4, never seen in training
+    path = tmp_path / "four.png"
+    # black on white and larger, as a scan would be: the page and the server take care of the rest
+    Image.fromarray(255 - images[index]).resize((140, 140), Image.BILINEAR).save(path)
+    open_page(browser, page_server.http_url + "/")
+    clear(browser)
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    answer = wait_answer(browser)
+    assert answer["label"] == "4", answer
+
+
+def test_a_file_dropped_on_the_page_is_classified(page_server, browser):
+    open_page(browser, page_server.http_url + "/")
+    clear(browser)
+    # a PNG made in the page (a white 1 on black, as MNIST has it), dropped as a file would be
+    browser.execute_script("""
+        const c = document.createElement('canvas'); c.width = 56; c.height = 56;
+        const g = c.getContext('2d'); g.fillStyle = '#000'; g.fillRect(0, 0, 56, 56);
+        g.strokeStyle = '#fff'; g.lineWidth = 5; g.lineCap = 'round';
+        g.beginPath(); g.moveTo(30, 10); g.lineTo(27, 46); g.stroke();
+        c.toBlob(blob => {
+            const data = new DataTransfer();
+            data.items.add(new File([blob], 'one.png', {type: 'image/png'}));
+            for (const type of ['dragenter', 'dragover', 'drop'])
+                document.body.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: data}));
+        }, 'image/png');""")
+    assert wait_answer(browser)["label"] == "1"
+    assert not browser.find_element(By.ID, "drop-overlay").is_displayed()
+
+
+def test_the_model_select_switches_the_model_that_answers(page_server, browser):
+    open_page(browser, page_server.http_url + "/")
+    select_element = browser.find_element(By.ID, "model")
+    assert select_element.is_displayed()
+    select = Select(select_element)
+    assert [o.get_attribute("value") for o in select.options] == ["mnist", "linear"]
+    clear(browser)
+    draw(browser, DIGITS[0])
+    assert wait_answer(browser, "mnist")["label"] == "0"
+    select.select_by_value("linear")
+    answer = wait_answer(browser, "linear")
+    assert answer["answered_by"] == "Answered by linear, version 1"
+    # the choice holds for the next drawing, and for a reload of the page in this tab
+    clear(browser)
+    draw(browser, DIGITS[7])
+    assert wait_answer(browser, "linear")["model"] == "linear"
+    open_page(browser, page_server.http_url + "/")
+    assert Select(browser.find_element(By.ID, "model")).first_selected_option.get_attribute("value") == "linear"
+    Select(browser.find_element(By.ID, "model")).select_by_value("mnist")
+
+
+def test_the_page_asks_nothing_of_another_origin(page_server, browser):
+    browser.get_log("performance")  # drop what earlier tests logged
+    open_page(browser, page_server.http_url + "/")
+    clear(browser)
+    draw(browser, DIGITS[7])
+    wait_answer(browser)
+    urls = requested_urls(browser)
+    origin = urlsplit(page_server.http_url)
+    # asked while drawing, and once more for the finished digit: at least two for one stroke
+    assert sum(urlsplit(u).path == "/api/v1/classify" for u in urls) >= 2, urls
+    foreign = [u for u in urls if urlsplit(u).scheme not in ("data", "blob")
+               and (urlsplit(u).scheme, urlsplit(u).netloc) != (origin.scheme, origin.netloc)]
+    assert foreign == []
+    entries = browser.execute_script("return performance.getEntries().map(e => e.name)")
+    assert all(not n.startswith("http") or n.startswith(page_server.http_url) for n in entries), entries
+
+
+def test_a_phone_sized_window_shows_canvas_and_answer_without_sideways_scrolling(page_server):
+    with chromium(390, 844, phone=True) as phone:
+        open_page(phone, page_server.http_url + "/")
+        width, height = phone.execute_script("return [window.innerWidth, window.innerHeight]")
+        assert (width, height) == (390, 844)
+        assert phone.execute_script("return document.documentElement.scrollWidth") <= width
+        canvas = phone.find_element(By.ID, "canvas")
+        box = phone.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.right, r.width];",
+                                   canvas)
+        assert box[0] >= 0 and box[1] <= width and box[2] >= 250
+        assert canvas.value_of_css_property("touch-action") == "none"
+        draw(phone, DIGITS[7], interaction.POINTER_TOUCH)
+        assert wait_answer(phone)["label"] == "7"
+        assert phone.execute_script("return document.documentElement.scrollWidth") <= width
+        # the answer shows below the canvas without scrolling: drawing and answer in one view
+        phone.execute_script("window.scrollTo(0, 0)")
+        top = phone.execute_script("return document.getElementById('top-label').getBoundingClientRect().bottom")
+        assert top <= height, top
+        assert phone.find_element(By.ID, "bars").is_displayed()
+        assert not phone.find_element(By.ID, "model-picker").get_attribute("hidden")
+
+
+def test_the_keyboard_reaches_every_control_in_order(page_server, browser):
+    open_page(browser, page_server.http_url + "/")  # a fresh page: Tab starts from the top
+    reached = []
+    for _ in range(3):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        reached.append(browser.execute_script("return document.activeElement.id"))
+    assert reached == ["clear", "choose", "model"], reached
+    # the focused control is visibly outlined
+    ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+    outline = browser.execute_script("const s = getComputedStyle(document.activeElement);"
+                                     "return [document.activeElement.id, s.outlineStyle, s.outlineWidth];")
+    assert outline[0] == "choose" and outline[1] == "solid" and outline[2] != "0px", outline
+    # Clear works from the keyboard
+    draw(browser, DIGITS[7])
+    wait_answer(browser)
+    browser.find_element(By.ID, "clear").send_keys(Keys.ENTER)
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.find_element(By.ID, "results").get_attribute("data-label") is None)
+
+
+def test_a_token_is_asked_for_kept_in_the_tab_and_sent(trained_models, tmp_path, start_server):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("page-secret-token-0123\n")
+    with start_server(["--model-dir", str(trained_models["mnist"]), "--auth-token-file", str(tokens)]) as server, \
+            chromium() as driver:
+        driver.get(server.http_url + "/")
+        token_input = WebDriverWait(driver, WAIT_S).until(
+            lambda d: d.find_element(By.ID, "token") if d.find_element(By.ID, "token").is_displayed() else False)
+        token_input.send_keys("wrong")
+        token_input.send_keys(Keys.ENTER)
+        WebDriverWait(driver, WAIT_S).until(
+            lambda d: "refused the token" in d.find_element(By.ID, "token-reason").text)
+        token_input = driver.find_element(By.ID, "token")
+        token_input.send_keys("page-secret-token-0123")
+        token_input.send_keys(Keys.ENTER)
+        WebDriverWait(driver, WAIT_S).until(lambda d: not d.find_element(By.ID, "token-form").is_displayed())
+        assert driver.execute_script("return sessionStorage.getItem('mnist-serving.token')") == "page-secret-token-0123"
+        draw(driver, DIGITS[7])
+        assert wait_answer(driver)["label"] == "7"
+        # a single model: nothing to pick
+        assert not driver.find_element(By.ID, "model-picker").is_displayed()
+
+
+def test_api_errors_are_shown_in_the_page(page_server, browser, tmp_path):
+    open_page(browser, page_server.http_url + "/")
+    # a model the server does not serve: its {"error": ...} reaches the page
+    browser.execute_script("""
+        const s = document.getElementById('model');
+        const o = document.createElement('option'); o.value = 'no-such-model'; o.textContent = 'gone';
+        s.append(o); s.value = 'no-such-model';""")
+    clear(browser)
+    draw(browser, DIGITS[7])
+    error = WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.find_element(By.ID, "error").text if d.find_element(By.ID, "error").is_displayed() else False)
+    assert "no-such-model" in error
+    # a file that is no image: said in the page, nothing sent
+    bad = tmp_path / "not-an-image.png"
+    bad.write_bytes(b"not a png")
+    browser.find_element(By.ID, "file").send_keys(str(bad))
+    WebDriverWait(browser, WAIT_S).until(lambda d: "cannot be read as an image" in d.find_element(By.ID, "error").text)
+
+
+def save_screenshot(driver, path: Path) -> None:
+    """The whole page as a PNG (headless chromium: the window's size)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    png = driver.get_screenshot_as_png()
+    from PIL import Image
+
+    Image.open(io.BytesIO(png)).save(path, optimize=True)
