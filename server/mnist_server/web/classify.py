@@ -138,7 +138,8 @@ class ClassifyApi:
         try:
             json_format.ParseDict(value, message)
         except json_format.ParseError as exc:
-            raise InvalidInput(f"the body is not a ClassifyRequest: {exc}") from None
+            raise InvalidInput(f"the body is not a ClassifyRequest: {exc} (bytes fields are base64; arrays of "
+                               "pixel numbers go to /v1/models/{model}:predict or /v2/models/{model}/infer)") from None
         return message
 
     @protected(SERVICE_NAME)
