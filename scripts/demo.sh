@@ -46,3 +46,17 @@ $BIN/mnist-client --target "$TARGET" classify .cache/demo-digits/*.png
 echo "== 5. classify 1,000 test images straight from the IDX file"
 $BIN/mnist-client --target "$TARGET" classify --count 1000 \
   --idx "$DATA_DIR/t10k-images-idx3-ubyte.gz" --labels "$DATA_DIR/t10k-labels-idx1-ubyte.gz"
+
+echo "== 6. the same server over HTTP: the PNG file as it is (curl --data-binary @FILE works the same)"
+$BIN/python - "http://127.0.0.1:$HTTP_PORT" .cache/demo-digits/test00-true7.png <<'PY'
+import json, sys, urllib.request
+base, path = sys.argv[1], sys.argv[2]
+request = urllib.request.Request(base + "/api/v1/classify", data=open(path, "rb").read(),
+                                 headers={"Content-Type": "image/png"})
+answer = json.load(urllib.request.urlopen(request, timeout=30))
+best = answer["predictions"][0]
+print(f"POST /api/v1/classify {path} -> {best['label']} ({max(best['probabilities']):.4f}), "
+      f"model {answer['model_name']} version {answer['model_version']}")
+print("GET /v1/models/mnist ->", urllib.request.urlopen(base + "/v1/models/mnist", timeout=30).read().decode())
+print(f"(while a server runs, the page at {base}/ classifies what you draw)")
+PY

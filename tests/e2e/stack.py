@@ -43,11 +43,12 @@ class Ports:
     server_http: int
     lb: int
     prometheus: int
+    lb_http: int
 
     @classmethod
     def free(cls) -> "Ports":
         chosen: list[int] = []
-        while len(chosen) < 4:
+        while len(chosen) < 5:
             port = free_port()
             if port not in chosen:
                 chosen.append(port)
@@ -90,6 +91,7 @@ class ComposeStack:
                     "MNIST_E2E_SERVER_PORT": str(ports.server),
                     "MNIST_E2E_SERVER_HTTP_PORT": str(ports.server_http),
                     "MNIST_E2E_LB_PORT": str(ports.lb),
+                    "MNIST_E2E_LB_HTTP_PORT": str(ports.lb_http),
                     "MNIST_E2E_PROMETHEUS_PORT": str(ports.prometheus),
                     "MNIST_E2E_PROMETHEUS_CONFIG": str(prometheus_config)}
 

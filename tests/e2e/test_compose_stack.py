@@ -74,3 +74,26 @@ def test_prometheus_scrapes_the_server(compose_stack, mnist_dir):
     assert total > 0, samples
     rules = prometheus_get(port, "/api/v1/rules")["groups"]
     assert {g["name"] for g in rules} == {"mnist-serving.rules", "mnist-serving.alerts"}
+
+
+def test_rest_and_the_page_through_the_load_balancer(compose_stack, mnist_dir):
+    """The HTTP side of the stack: TF Serving REST predict on real test digits through nginx's HTTP
+    port, answered like gRPC; the page is served from the container image's package data."""
+    import urllib.request
+
+    from mnist_client.idx import read_idx
+
+    images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz", count=100)
+    labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz", count=100)
+    base = f"http://127.0.0.1:{compose_stack.ports.lb_http}"
+    request = urllib.request.Request(base + "/v1/models/mnist:predict",
+                                     data=json.dumps({"instances": images.tolist()}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        predictions = json.loads(response.read())["predictions"]
+    accuracy = sum(p["classes"] == int(label) for p, label in zip(predictions, labels)) / len(labels)
+    assert accuracy >= MIN_ACCURACY, (accuracy, compose_stack.logs())
+    with urllib.request.urlopen(base + "/", timeout=30) as response:
+        page = response.read().decode()
+        assert "Content-Security-Policy" in response.headers
+    assert "<canvas" in page

@@ -4,6 +4,7 @@ real mnist-server processes, called with the real client.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -12,6 +13,7 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,16 +32,20 @@ CLASSIFY_METHOD = "mnist_serving.v1.Classifier/Classify"
 pytestmark = pytest.mark.slow
 
 
-def render_lb_config(upstream_ports: list[int], listen: str) -> str:
+def _upstream_lines(text: str, variable: str, ports: list[int]) -> str:
+    upstream = re.search(r"^(\s*)server \$\{" + variable + r"\}(.*);$", text, re.MULTILINE)
+    assert upstream, f"the template lost its `server ${{{variable}}} ...;` line"
+    indent, params = upstream.groups()
+    lines = "\n".join(f"{indent}server {HOST}:{port}{params};" for port in ports)
+    return text[:upstream.start()] + lines + text[upstream.end():]
+
+
+def render_lb_config(upstream_ports: list[int], listen: str, http_ports: list[int], http_listen: str) -> str:
     """What the nginx image's entrypoint renders, with one upstream line per loopback replica
     (compose gets the replicas from one service name instead)."""
-    text = TEMPLATE.read_text()
-    upstream = re.search(r"^(\s*)server \$\{MNIST_UPSTREAM\}(.*);$", text, re.MULTILINE)
-    assert upstream, "the template lost its `server ${MNIST_UPSTREAM} ...;` line"
-    indent, params = upstream.groups()
-    lines = "\n".join(f"{indent}server {HOST}:{port}{params};" for port in upstream_ports)
-    text = text[:upstream.start()] + lines + text[upstream.end():]
-    text = text.replace("${MNIST_LB_LISTEN}", listen)
+    text = _upstream_lines(TEMPLATE.read_text(), "MNIST_UPSTREAM", upstream_ports)
+    text = _upstream_lines(text, "MNIST_HTTP_UPSTREAM", http_ports)
+    text = text.replace("${MNIST_LB_LISTEN}", listen).replace("${MNIST_LB_HTTP_LISTEN}", http_listen)
     directives = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     leftover = re.findall(r"\$\{\w+\}", directives)
     assert not leftover, f"template variables the test does not set: {leftover}"
@@ -131,9 +137,11 @@ def replicas(exported_model):
 
 @pytest.fixture(scope="module")
 def load_balancer(replicas, tmp_path_factory):
-    port = free_port()
-    config = render_lb_config([s.port for s in replicas], f"{HOST}:{port}")
+    port, http_port = free_port(), free_port()
+    config = render_lb_config([s.port for s in replicas], f"{HOST}:{port}",
+                              [s.http_port for s in replicas], f"{HOST}:{http_port}")
     with Nginx(config, tmp_path_factory.mktemp("nginx"), port) as nginx:
+        nginx.http_port = http_port
         deadline = time.monotonic() + 20
         while True:  # listening and forwarding?
             with MnistClient(f"{HOST}:{port}", timeout=2, retries=0, health_check=False) as client:
@@ -153,9 +161,11 @@ def digits(count: int) -> np.ndarray:
 
 
 def test_rendered_config_is_what_the_template_says():
-    text = render_lb_config([1001, 1002, 1003], "127.0.0.1:9999")
+    text = render_lb_config([1001, 1002, 1003], "127.0.0.1:9999", [2001, 2002, 2003], "127.0.0.1:9998")
     assert "listen 127.0.0.1:9999 http2;" in text
-    assert re.findall(r"server 127\.0\.0\.1:(\d+) max_fails=1 fail_timeout=5s;", text) == ["1001", "1002", "1003"]
+    assert "listen 127.0.0.1:9998;" in text
+    assert re.findall(r"server 127\.0\.0\.1:(\d+) max_fails=1 fail_timeout=5s;", text) == [
+        "1001", "1002", "1003", "2001", "2002", "2003"]
 
 
 def test_calls_through_nginx_reach_every_replica(replicas, load_balancer):
@@ -166,6 +176,27 @@ def test_calls_through_nginx_reach_every_replica(replicas, load_balancer):
     served = [classify_calls_served(s) - b for s, b in zip(replicas, before)]
     assert sum(served) == 30
     assert all(n > 0 for n in served), served
+
+
+def test_http_requests_through_nginx_reach_every_replica(replicas, load_balancer):
+    """The REST APIs and the page behind the same balancer, on its HTTP port."""
+    def predicted(server: ServerProcess) -> float:
+        body = http_get(server.http_url + "/metrics")[1]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+                   if line.startswith("mnist_serving_http_requests_total{") and ":predict" in line
+                   and 'status="200"' in line)
+
+    before = [predicted(s) for s in replicas]
+    body = json.dumps({"instances": digits(2).tolist()}).encode()
+    url = f"http://{HOST}:{load_balancer.http_port}/v1/models/mnist:predict"
+    for _ in range(30):
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert len(json.loads(response.read())["predictions"]) == 2
+    served = [predicted(s) - b for s, b in zip(replicas, before)]
+    assert sum(served) == 30
+    assert all(n > 0 for n in served), served
+    assert http_get(f"http://{HOST}:{load_balancer.http_port}/")[0] == 200
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "drained"])
@@ -261,7 +292,8 @@ def test_a_call_cut_by_a_dying_replica_is_retried_by_the_client(tmp_path):
     calls = 8
     with DyingReplica() as replica:
         port = free_port()
-        with Nginx(render_lb_config([replica.port], f"{HOST}:{port}"), tmp_path, port) as nginx:
+        config = render_lb_config([replica.port], f"{HOST}:{port}", [free_port()], f"{HOST}:{free_port()}")
+        with Nginx(config, tmp_path, port) as nginx:
             deadline = time.monotonic() + 20
             while True:  # listening?
                 try:

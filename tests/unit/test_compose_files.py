@@ -17,7 +17,7 @@ from tests.unit.deploy_helpers import REPO_ROOT
 
 DOCKERFILE = (REPO_ROOT / "deploy" / "Dockerfile").read_text()
 CI_ENV = {"MNIST_DATA_DIR": "/srv/mnist", "MNIST_E2E_SERVER_PORT": "18500", "MNIST_E2E_SERVER_HTTP_PORT": "18501",
-          "MNIST_E2E_LB_PORT": "18502", "MNIST_E2E_PROMETHEUS_PORT": "18503",
+          "MNIST_E2E_LB_PORT": "18502", "MNIST_E2E_PROMETHEUS_PORT": "18503", "MNIST_E2E_LB_HTTP_PORT": "18504",
           "MNIST_E2E_PROMETHEUS_CONFIG": "/srv/prometheus-ci"}
 USER_FILES = ["docker-compose.yml", "docker-compose.override.yml"]
 GPU_FILES = [*USER_FILES, "deploy/compose.gpu.yml"]
@@ -96,7 +96,8 @@ def test_what_users_run(compose):
     assert "ports" not in server  # reached through lb, so it can scale
     assert lb["depends_on"]["server"]["condition"] == "service_healthy"
     assert lb["environment"]["MNIST_UPSTREAM"] == "server:8500"
-    assert ports_of(lb) == {":8500:8500"}
+    assert lb["environment"]["MNIST_HTTP_UPSTREAM"] == "server:8501"
+    assert ports_of(lb) == {":8500:8500", ":8501:8501"}
     assert ports_of(services["prometheus"]) == {"127.0.0.1:9090:9090"}
     assert ports_of(services["grafana"]) == {"127.0.0.1:3000:3000"}
     assert services["grafana"]["profiles"] == ["grafana"]
@@ -129,6 +130,8 @@ def test_the_ci_override_puts_every_service_on_the_host_network(compose):
     assert services["server"]["environment"]["MNIST_SERVER_HOST"] == "127.0.0.1"
     assert services["lb"]["environment"]["MNIST_UPSTREAM"] == "127.0.0.1:18500"
     assert services["lb"]["environment"]["MNIST_LB_LISTEN"] == "127.0.0.1:18502"
+    assert services["lb"]["environment"]["MNIST_HTTP_UPSTREAM"] == "127.0.0.1:18501"
+    assert services["lb"]["environment"]["MNIST_LB_HTTP_LISTEN"] == "127.0.0.1:18504"
     assert "--web.listen-address=127.0.0.1:18503" in services["prometheus"]["command"]
     # Everything else is the real file's: same image, same commands, same dependencies.
     user = merged(compose, USER_FILES)["services"]
