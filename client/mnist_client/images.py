@@ -1,9 +1,14 @@
 """Turn any image a user has into what the model takes: uint8 [28, 28], 0 = background.
 
-Encoded files (PNG/JPEG) go through the steps MNIST itself was made with: grayscale,
-invert a light background, crop to the digit, scale to fit 20x20, centre by centre of
-mass in 28x28. The server uses `decode_image` for the `encoded` field; the client uses
-`to_pixels` for arrays and PIL images.
+Encoded files (PNG/JPEG) are prepared the way the model's training data was made; the export's
+metadata.json names which (`image_preparation`):
+- `mnist-digit` (MNIST, and the default): grayscale, invert a light background, crop to the digit,
+  scale to fit 20x20, centre by centre of mass in 28x28;
+- `fashion-mnist-product` (Fashion-MNIST's documented conversion of product photos): grayscale, trim
+  the border that has the corners' colour, fit the longest side to 28, centre in 28x28, negate a light
+  background to a dark one.
+The server uses `decode_image` for the `encoded` field; the client uses `to_pixels` for arrays and
+PIL images (digits).
 """
 from __future__ import annotations
 
@@ -42,6 +47,36 @@ def mnist_style(image: Image.Image) -> np.ndarray:
     return _centre_by_mass(digit)
 
 
+TRIM_TOLERANCE = 0.05 * 255  # Fashion-MNIST trims edges within 5% of the corners' colour
+
+
+def fashion_product_style(image: Image.Image) -> np.ndarray:
+    """A PIL image of one product (a photo on a plain background) -> uint8 [28, 28] laid out the
+    way Fashion-MNIST was made from Zalando's product images."""
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    corners = np.array([gray[0, 0], gray[0, -1], gray[-1, 0], gray[-1, -1]])
+    background = float(np.median(corners))
+    if background > 127:  # a product on white, as photographed: Fashion-MNIST is light on dark
+        gray, background = 255.0 - gray, 255.0 - background
+    foreground = np.argwhere(np.abs(gray - background) > TRIM_TOLERANCE)
+    if len(foreground) == 0:
+        return np.zeros((SIDE, SIDE), np.uint8)
+    (top, left), (bottom, right) = foreground.min(axis=0), foreground.max(axis=0) + 1
+    product = np.clip(gray[top:bottom, left:right] - background, 0, 255)
+    height, width = product.shape
+    scale = SIDE / max(height, width)
+    size = (max(1, min(SIDE, round(width * scale))), max(1, min(SIDE, round(height * scale))))
+    product = np.asarray(Image.fromarray(product.astype(np.uint8)).resize(size, Image.LANCZOS), np.float32)
+    canvas = np.zeros((SIDE, SIDE), np.float32)
+    top, left = (SIDE - size[1]) // 2, (SIDE - size[0]) // 2
+    canvas[top:top + size[1], left:left + size[0]] = product
+    return np.clip(canvas, 0, 255).astype(np.uint8)
+
+
+PREPARATIONS = {"mnist-digit": mnist_style, "fashion-mnist-product": fashion_product_style}
+DEFAULT_PREPARATION = "mnist-digit"
+
+
 def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
     height, width = digit.shape
     total = digit.sum()
@@ -63,8 +98,10 @@ def decoded_pixels(data: bytes, *, max_bytes: int = DEFAULT_MAX_ENCODED_BYTES) -
 
 
 def decode_image(data: bytes, *, max_bytes: int = DEFAULT_MAX_ENCODED_BYTES,
-                 max_pixels: int = DEFAULT_MAX_DECODED_PIXELS) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 [28, 28]. Raises ImageDecodeError naming the problem."""
+                 max_pixels: int = DEFAULT_MAX_DECODED_PIXELS, preparation: str = DEFAULT_PREPARATION) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 [28, 28], prepared as `preparation` (a PREPARATIONS key) says.
+    Raises ImageDecodeError naming the problem."""
+    prepare = PREPARATIONS[preparation]
     image = _open(data, max_bytes)
     width, height = image.size
     if width * height > max_pixels:  # checked before decoding: decompression bombs
@@ -74,7 +111,7 @@ def decode_image(data: bytes, *, max_bytes: int = DEFAULT_MAX_ENCODED_BYTES,
         image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageDecodeError(f"corrupt or truncated {image.format} image: {exc}") from None
-    return mnist_style(image)
+    return prepare(image)
 
 
 def _open(data: bytes, max_bytes: int) -> Image.Image:

@@ -131,6 +131,10 @@ class InferenceCore:
             raise InvalidInput(f"model version must be a positive integer, got {version}")
         return name, self.repository.resolve(name, version).model.signature
 
+    def image_preparation(self, model_name: str, version: int | None = None) -> str:
+        """How PNG/JPEG inputs are prepared for this version (model.LoadedModel.image_preparation)."""
+        return self.repository.resolve(model_name, version).model.image_preparation
+
     def describe(self, model_name: str | None, version: int | None = None) -> ModelDescription:
         name = self.model_name(model_name)
         if version is not None and version < 1:

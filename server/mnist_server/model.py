@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mnist_client.images import DEFAULT_PREPARATION, PREPARATIONS
 
 from .errors import ModelLoadError
 
@@ -95,6 +96,12 @@ class LoadedModel:
     # The export's own serving SignatureDef, serialized (TF Serving's GetModelMetadata returns it).
     signature_def: bytes = field(default=b"", repr=False)
 
+    @property
+    def image_preparation(self) -> str:
+        """How PNG/JPEG inputs are made into this model's 28x28 images (metadata.json's
+        `image_preparation`, checked at load; exports without it are MNIST digits)."""
+        return self.metadata.get("image_preparation", DEFAULT_PREPARATION)
+
     @classmethod
     def load(cls, name: str, version: int, path: Path, device: DeviceChoice, runtime: Any,
              signature_def: bytes = b"") -> "LoadedModel":
@@ -132,6 +139,10 @@ class LoadedModel:
             raise ModelLoadError(f"{metadata_path} is not valid JSON: {exc}") from None
         if not isinstance(metadata, dict):
             raise ModelLoadError(f"{metadata_path} must hold a JSON object")
+        preparation = metadata.get("image_preparation", DEFAULT_PREPARATION)
+        if preparation not in PREPARATIONS:
+            raise ModelLoadError(f"{metadata_path}: image_preparation '{preparation}' is unknown to this "
+                                 f"server; it knows {', '.join(PREPARATIONS)}")
         return metadata, text
 
     @property

@@ -69,11 +69,11 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
         model_name = self._core.model_name(request.model.name or None)  # NOT_FOUND before decoding
         if request.model.version < 0:
             raise InvalidInput(f"model.version must be 0 (latest) or positive, got {request.model.version}")
-        images = await self._images(request)
+        images = await self._images(request, model_name, request.model.version or None)
         result = await self._core.infer(model_name, request.model.version or None, images, deadline)
         return _response(result, request.request_id)
 
-    async def _images(self, request: classifier_pb2.ClassifyRequest) -> np.ndarray:
+    async def _images(self, request: classifier_pb2.ClassifyRequest, model: str, version: int | None) -> np.ndarray:
         has_packed = request.HasField("packed")
         if has_packed and len(request.images):
             raise InvalidInput("give either `images` or `packed`, not both")
@@ -83,7 +83,8 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
         kinds = [image.WhichOneof("data") for image in request.images]
         if "encoded" not in kinds:
             return self._join_pixels(request.images, kinds)
-        return await asyncio.to_thread(self._decode_mixed, request.images, kinds)  # Pillow is slow-ish
+        preparation = self._core.image_preparation(model, version)  # each model its own (NOT_FOUND first)
+        return await asyncio.to_thread(self._decode_mixed, request.images, kinds, preparation)  # Pillow is slow-ish
 
     def _unpack(self, packed: classifier_pb2.PackedImages) -> np.ndarray:
         if packed.height != SIDE or packed.width != SIDE:
@@ -131,14 +132,14 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
                         for i, (kind, image) in enumerate(zip(kinds, images)))
         return np.frombuffer(data, np.uint8).reshape(len(images), SIDE, SIDE)
 
-    def _decode_mixed(self, images, kinds: list) -> np.ndarray:
+    def _decode_mixed(self, images, kinds: list, preparation: str) -> np.ndarray:
         self._check_decoding_budget(images, kinds)
         out = np.empty((len(images), SIDE, SIDE), np.uint8)
         for index, (kind, image) in enumerate(zip(kinds, images)):
             if kind == "encoded":
                 try:
                     out[index] = decode_image(image.encoded, max_bytes=self._max_encoded_bytes,
-                                              max_pixels=self._max_decoded_pixels)
+                                              max_pixels=self._max_decoded_pixels, preparation=preparation)
                 except ImageDecodeError as exc:
                     raise InvalidInput(str(exc), index=index) from None
             else:
