@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make demo: train (or reuse) a model, start the server, classify sample digits through the client, stop.
+# make demo: train (or reuse) two models (MNIST digits, Fashion-MNIST clothes), serve both from one server,
+# classify sample images through the client and over HTTP, stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -8,7 +9,14 @@ if [ -z "$DATA_DIR" ] && [ -f ../shared/data/mnist/t10k-images-idx3-ubyte.gz ]; 
   DATA_DIR=../shared/data/mnist
 fi
 DATA_DIR=${DATA_DIR:-$HOME/.cache/mnist-serving/mnist}   # the trainer downloads into it when empty
+FASHION_DATA_DIR=${FASHION_MNIST_DATA_DIR:-}
+if [ -z "$FASHION_DATA_DIR" ] && [ -f ../shared/data/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  FASHION_DATA_DIR=../shared/data/fashion-mnist
+fi
+FASHION_DATA_DIR=${FASHION_DATA_DIR:-$HOME/.cache/mnist-serving/fashion-mnist}
 MODEL_DIR=${DEMO_MODEL_DIR:-.cache/models/mnist}
+FASHION_MODEL_DIR=${DEMO_FASHION_MODEL_DIR:-.cache/models/fashion-mnist}
+FASHION_CLASSES="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"
 PORT=${DEMO_PORT:-8500}
 HTTP_PORT=${DEMO_HTTP_PORT:-8501}
 # A short training budget keeps the demo quick; `DEMO_TRAIN_ARGS= make demo` uses the full default recipe.
@@ -16,12 +24,16 @@ TRAIN_ARGS=${DEMO_TRAIN_ARGS---epochs 1}
 TARGET=127.0.0.1:$PORT
 mkdir -p .cache
 
-echo "== 1. train, or reuse the newest version in $MODEL_DIR"
+echo "== 1. train, or reuse the newest version in $MODEL_DIR and in $FASHION_MODEL_DIR"
 # shellcheck disable=SC2086
 $BIN/mnist-trainer --data-dir "$DATA_DIR" --model-dir "$MODEL_DIR" --skip-if-exists $TRAIN_ARGS
+# shellcheck disable=SC2086
+$BIN/mnist-trainer --dataset fashion-mnist --data-dir "$FASHION_DATA_DIR" --model-dir "$FASHION_MODEL_DIR" \
+  --skip-if-exists $TRAIN_ARGS
 
 echo "== 2. start the server on $TARGET (log: .cache/demo-server.log)"
-$BIN/mnist-server --model-dir "$MODEL_DIR" --host 127.0.0.1 --port "$PORT" --http-port "$HTTP_PORT" \
+$BIN/mnist-server --model-dir "$MODEL_DIR" --model fashion-mnist="$FASHION_MODEL_DIR" \
+  --host 127.0.0.1 --port "$PORT" --http-port "$HTTP_PORT" \
   >.cache/demo-server.log 2>&1 &
 server_pid=$!
 stop_server() {
@@ -47,7 +59,13 @@ echo "== 5. classify 1,000 test images straight from the IDX file"
 $BIN/mnist-client --target "$TARGET" classify --count 1000 \
   --idx "$DATA_DIR/t10k-images-idx3-ubyte.gz" --labels "$DATA_DIR/t10k-labels-idx1-ubyte.gz"
 
-echo "== 6. the same server over HTTP: the PNG file as it is (curl --data-binary @FILE works the same)"
+echo "== 6. Fashion-MNIST from the same server: product photos (dark on white), then 1,000 test images"
+$BIN/python scripts/sample_digits.py "$FASHION_DATA_DIR" .cache/demo-products 6 "$FASHION_CLASSES"
+$BIN/mnist-client --target "$TARGET" --model fashion-mnist classify .cache/demo-products/*.png
+$BIN/mnist-client --target "$TARGET" --model fashion-mnist classify --count 1000 \
+  --idx "$FASHION_DATA_DIR/t10k-images-idx3-ubyte.gz" --labels "$FASHION_DATA_DIR/t10k-labels-idx1-ubyte.gz"
+
+echo "== 7. the same server over HTTP: the PNG file as it is (curl --data-binary @FILE works the same)"
 $BIN/python - "http://127.0.0.1:$HTTP_PORT" .cache/demo-digits/test00-true7.png <<'PY'
 import json, sys, urllib.request
 base, path = sys.argv[1], sys.argv[2]

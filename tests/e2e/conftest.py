@@ -117,21 +117,22 @@ def e2e_images(docker_engine):
 
 
 @pytest.fixture(scope="session")
-def compose_stack(docker_engine, e2e_images, mnist_dir, tmp_path_factory):
+def compose_stack(docker_engine, e2e_images, mnist_dir, fashion_mnist_dir, tmp_path_factory):
     ports = Ports.free()
     config_dir = write_prometheus_config(tmp_path_factory.mktemp("prometheus-ci"), ports)
-    stack = ComposeStack(docker_engine, ports, config_dir, Path(mnist_dir), TRAIN_STEPS)
+    stack = ComposeStack(docker_engine, ports, config_dir, Path(mnist_dir), Path(fashion_mnist_dir), TRAIN_STEPS)
     fact(f"compose: {' '.join(stack.command)}; ports {ports}")
     try:
         with step("compose build (our image, from the wheelhouse)"):
             stack.compose("build", timeout=1800)
         for ref in [APP_IMAGE, *e2e_images.values()]:
             fact(f"image size {ref}: {docker_engine.image_size_bytes(ref) / 1e6:.0f} MB")
-        with step(f"compose up -d (trainer {TRAIN_STEPS} steps, then server healthy, then lb, prometheus)"):
+        with step(f"compose up -d (trainers {TRAIN_STEPS} steps each, then server healthy, then lb, prometheus)"):
             stack.compose("up", "-d", timeout=2400)
-        trainer = stack.container("trainer")["State"]
-        fact(f"trainer container: exit {trainer['ExitCode']} after "
-             f"{_seconds_between(trainer['StartedAt'], trainer['FinishedAt']):.1f} s (inside compose up)")
+        for service in ("trainer", "trainer-fashion"):
+            trainer = stack.container(service)["State"]
+            fact(f"{service} container: exit {trainer['ExitCode']} after "
+                 f"{_seconds_between(trainer['StartedAt'], trainer['FinishedAt']):.1f} s (inside compose up)")
         yield stack
     finally:
         with step("compose down --volumes"):

@@ -81,12 +81,13 @@ def write_prometheus_config(dest: Path, ports: Ports) -> Path:
 
 class ComposeStack:
     def __init__(self, engine: DockerEngine, ports: Ports, prometheus_config: Path, mnist_data_dir: Path,
-                 train_steps: int):
+                 fashion_data_dir: Path, train_steps: int):
         self.engine = engine
         self.ports = ports
         self.command = compose_command()
         self.env = {**engine.env,
                     "MNIST_DATA_DIR": str(mnist_data_dir),
+                    "FASHION_MNIST_DATA_DIR": str(fashion_data_dir),
                     "MNIST_E2E_TRAIN_STEPS": str(train_steps),
                     "MNIST_E2E_SERVER_PORT": str(ports.server),
                     "MNIST_E2E_SERVER_HTTP_PORT": str(ports.server_http),

@@ -17,6 +17,7 @@ from tests.e2e.stack import prometheus_get
 pytestmark = [pytest.mark.e2e, pytest.mark.real_mnist, pytest.mark.timeout(3600)]
 
 MIN_ACCURACY = 0.95
+MIN_FASHION_ACCURACY = 0.75  # 300 steps (0.7 epoch) of Fashion-MNIST
 # The request counter, for calls our own client made (the healthcheck's calls count too, elsewhere).
 CLASSIFY_CALLS = 'sum(mnist_serving_requests_total{method="mnist_serving.v1.Classifier/Classify", code="OK"})'
 
@@ -27,8 +28,9 @@ def mnist_client(*args: str, timeout: float = 120) -> subprocess.CompletedProces
                           timeout=timeout)
 
 
-def test_trainer_exited_zero(compose_stack):
-    state = compose_stack.container("trainer")["State"]
+@pytest.mark.parametrize("service", ["trainer", "trainer-fashion"])
+def test_trainers_exited_zero(compose_stack, service):
+    state = compose_stack.container(service)["State"]
     assert state["Status"] == "exited"
     assert state["ExitCode"] == 0, compose_stack.logs()
 
@@ -54,6 +56,17 @@ def test_classify_real_test_images_through_the_load_balancer(compose_stack, mnis
     assert summary["accuracy"] >= MIN_ACCURACY, summary["accuracy"]
 
 
+def test_fashion_mnist_is_served_beside_mnist_through_the_load_balancer(compose_stack, fashion_mnist_dir, e2e_fact):
+    result = mnist_client("--target", f"127.0.0.1:{compose_stack.ports.lb}", "--model", "fashion-mnist", "classify",
+                          "--idx", str(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz"),
+                          "--labels", str(fashion_mnist_dir / "t10k-labels-idx1-ubyte.gz"),
+                          "--count", "1000", "--json")
+    assert result.returncode == 0, (result.stderr, compose_stack.logs())
+    summary = json.loads(result.stdout)
+    e2e_fact(f"fashion-mnist accuracy through nginx on the first 1000 test images: {summary['accuracy']:.1%}")
+    assert summary["accuracy"] >= MIN_FASHION_ACCURACY, summary["accuracy"]
+
+
 def test_prometheus_scrapes_the_server(compose_stack, mnist_dir):
     port = compose_stack.ports.prometheus
     # Calls of its own, so this test does not depend on the others having run.
@@ -72,6 +85,8 @@ def test_prometheus_scrapes_the_server(compose_stack, mnist_dir):
     assert len(server) == 1, targets
     assert server[0]["health"] == "up", server[0]
     assert total > 0, samples
+    versions = prometheus_get(port, "/api/v1/query", query="mnist_serving_model_version")["result"]
+    assert {v["metric"]["model"] for v in versions} == {"mnist", "fashion-mnist"}, versions  # both, by label
     rules = prometheus_get(port, "/api/v1/rules")["groups"]
     assert {g["name"] for g in rules} == {"mnist-serving.rules", "mnist-serving.alerts"}
 

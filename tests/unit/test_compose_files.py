@@ -16,7 +16,7 @@ from mnist_server.config import Settings
 from tests.unit.deploy_helpers import REPO_ROOT
 
 DOCKERFILE = (REPO_ROOT / "deploy" / "Dockerfile").read_text()
-CI_ENV = {"MNIST_DATA_DIR": "/srv/mnist", "MNIST_E2E_SERVER_PORT": "18500", "MNIST_E2E_SERVER_HTTP_PORT": "18501",
+CI_ENV = {"MNIST_DATA_DIR": "/srv/mnist", "FASHION_MNIST_DATA_DIR": "/srv/fashion-mnist", "MNIST_E2E_SERVER_PORT": "18500", "MNIST_E2E_SERVER_HTTP_PORT": "18501",
           "MNIST_E2E_LB_PORT": "18502", "MNIST_E2E_PROMETHEUS_PORT": "18503", "MNIST_E2E_LB_HTTP_PORT": "18504",
           "MNIST_E2E_PROMETHEUS_CONFIG": "/srv/prometheus-ci"}
 USER_FILES = ["docker-compose.yml", "docker-compose.override.yml"]
@@ -91,6 +91,12 @@ def test_what_users_run(compose):
     models = volume_modes(trainer)["/models"]
     assert models[1] is False and models[0].endswith("models")
     assert server["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
+    # two models side by side: the second trainer writes the base path the server's --model names
+    fashion = services["trainer-fashion"]
+    assert server["depends_on"]["trainer-fashion"]["condition"] == "service_completed_successfully"
+    assert fashion["command"][fashion["command"].index("--dataset") + 1] == "fashion-mnist"
+    base = fashion["command"][fashion["command"].index("--model-dir") + 1]
+    assert server["environment"]["MNIST_SERVER_MODEL"] == f"fashion-mnist={base}"
     assert volume_modes(server)["/models"][1] is True  # the server only reads versions
     assert server["image"] == trainer["image"]  # one image, two commands
     assert "ports" not in server  # reached through lb, so it can scale
@@ -122,11 +128,12 @@ def test_the_ci_override_puts_every_service_on_the_host_network(compose):
     everything = merged(compose, CI_FILES, CI_ENV, profiles=())["services"]
     # Compose 1.29 lists services of inactive profiles too; v2 leaves them out. Grafana never runs in CI.
     services = {name: s for name, s in everything.items() if not s.get("profiles")}
-    assert set(services) == {"trainer", "server", "lb", "prometheus"}
+    assert set(services) == {"trainer", "trainer-fashion", "server", "lb", "prometheus"}
     for name, service in services.items():
         assert service["network_mode"] == "host", name
         assert not service.get("ports"), name
     assert volume_modes(services["trainer"])["/data/mnist"] == ("/srv/mnist", True)
+    assert volume_modes(services["trainer-fashion"])["/data/fashion-mnist"] == ("/srv/fashion-mnist", True)
     assert services["server"]["environment"]["MNIST_SERVER_HOST"] == "127.0.0.1"
     assert services["lb"]["environment"]["MNIST_UPSTREAM"] == "127.0.0.1:18500"
     assert services["lb"]["environment"]["MNIST_LB_LISTEN"] == "127.0.0.1:18502"

@@ -117,12 +117,19 @@ def test_the_trainer_writes_and_the_servers_read_the_same_claim():
 
     assert claim_volume(job_pod)["persistentVolumeClaim"]["claimName"] == "mnist-models"
     assert claim_volume(server_pod)["persistentVolumeClaim"] == {"claimName": "mnist-models", "readOnly": True}
-    trainer = container(job_pod, "trainer")
-    assert trainer["command"] == ["mnist-trainer"]
-    assert trainer["args"][trainer["args"].index("--model-dir") + 1] == "/models/mnist"
-    assert "--skip-if-exists" in trainer["args"]
+    # MNIST, then Fashion-MNIST (an init container runs to completion before the next container)
+    trainer = next(c for c in job_pod["initContainers"] if c["name"] == "trainer")
+    fashion = container(job_pod, "trainer-fashion")
+    for job, base in ((trainer, "/models/mnist"), (fashion, "/models/fashion-mnist")):
+        assert job["command"] == ["mnist-trainer"]
+        assert job["args"][job["args"].index("--model-dir") + 1] == base
+        assert "--skip-if-exists" in job["args"]
+    assert fashion["args"][fashion["args"].index("--dataset") + 1] == "fashion-mnist"
     server = container(server_pod, "server")
     assert env_value(server, "MNIST_SERVER_MODEL_DIR") == "/models/mnist"
+    assert env_value(server, "MNIST_SERVER_MODEL") == "fashion-mnist=/models/fashion-mnist"
+    wait = " ".join(server_pod["initContainers"][0]["command"])
+    assert "/models/mnist/*/saved_model.pb" in wait and "/models/fashion-mnist/*/saved_model.pb" in wait
     assert all(m.get("readOnly") for m in server["volumeMounts"] if m["name"] == "models")
 
 
