@@ -113,8 +113,10 @@
     try { saved = sessionStorage.getItem(MODEL_KEY); } catch (e) { /* none */ }
     modelSelect.replaceChildren();
     classNamesByModel = {};
+    subjectByModel = {};
     for (const m of models) {
       classNamesByModel[m.name] = m.class_names || [];
+      subjectByModel[m.name] = m.metadata && m.metadata.dataset === "fashion-mnist" ? CLOTHING : DIGIT;
       const option = document.createElement("option");
       option.value = m.name;
       const arch = m.metadata && typeof m.metadata.model === "string" ? m.metadata.model : "";
@@ -127,10 +129,29 @@
     // One model: nothing to choose; the answer still says which model and version answered.
     modelPicker.hidden = models.length < 2;
     modelSelect.disabled = models.length < 2;
+    showSubject();
+  }
+
+  // What to draw depends on the model: a digit for MNIST, a garment's outline for Fashion-MNIST.
+  const DIGIT = {title: "Draw a digit", lede: "Draw one digit, 0 to 9,", empty: "Draw a digit to see what the model thinks it is."};
+  const CLOTHING = {title: "Draw a piece of clothing", lede: "Draw a shirt, a shoe, a bag or trousers",
+                    empty: "Draw a piece of clothing, or drop a product photo, to see what the model thinks it is."};
+  let subjectByModel = {};
+
+  function subject() {
+    return subjectByModel[modelSelect.value] || DIGIT;
+  }
+
+  function showSubject() {
+    $("title").textContent = subject().title;
+    $("lede-subject").textContent = subject().lede;
+    document.title = subject().title + " · mnist-serving";
+    if (!results.dataset.label) $("top-text").textContent = subject().empty;
   }
 
   modelSelect.addEventListener("change", () => {
     try { sessionStorage.setItem(MODEL_KEY, modelSelect.value); } catch (e) { /* not kept */ }
+    showSubject();
     if (hasInk) classifyNow();
   });
 
@@ -275,7 +296,7 @@
 
   function resetAnswer() {
     $("top-label").textContent = "–";
-    $("top-text").textContent = "Draw a digit to see what the model thinks it is.";
+    $("top-text").textContent = subject().empty;
     $("bars").replaceChildren();
     $("answered-by").textContent = "";
     delete results.dataset.label;
