@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import footprint, machine, phases, plan as plans, profile, protocols, report, targets
+from benchmarks import footprint, headline, machine, phases, plan as plans, profile, protocols, report, targets
 from benchmarks.load import Point
 from benchmarks.models import ensure_model, latest_version
 from benchmarks.processes import REPO_ROOT, ServerProcess
@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=1))
     report.write_markdown(results, args.doc, args.plot)
+    if not args.quick and args.results == DEFAULT_RESULTS:  # the README's figures follow the published run
+        headline.main(["--results", str(args.results)])
     from benchmarks import plot  # matplotlib only when drawing
 
     plot.draw(results, args.plot)
