@@ -15,9 +15,10 @@ from prometheus_client import disable_created_metrics
 
 from .batcher import Batcher
 from .config import Settings
+from .device_slots import DeviceSlots
 from .inference import InferenceCore
 from .metered import MeteredServer
-from .metrics import ServerMetrics
+from .metrics import ServerMetrics, label_call_model
 from .model import LoadedModel, cpu_count
 from .repository import ModelRepository
 from .runtime_tensorflow import configure_tensorflow
@@ -46,8 +47,10 @@ class ModelServer:
         disable_created_metrics()  # no `*_created` series: they double what we expose, for nothing
         self.metrics = ServerMetrics()
         device = configure_tensorflow(settings.device, settings.intra_op_threads, settings.inter_op_threads)
-        # Batches run on these threads (TensorFlow's own pool uses the cores inside each call).
+        # Batches run on these threads (TensorFlow's own pool uses the cores inside each call); every
+        # model's batcher takes one of these slots, one per thread, before it forms a batch.
         self.model_executor = ThreadPoolExecutor(settings.max_concurrent_batches, thread_name_prefix="model-worker")
+        self.device_slots = DeviceSlots(settings.max_concurrent_batches)
         runtime = RuntimeOptions(settings.runtime, settings.intra_op_threads or cpu_count(),
                                  settings.litert_max_batch_size)
         log.info("runtime %s%s; computed on the event loop's thread: %s; adaptive batch window %.2f ms",
@@ -63,7 +66,7 @@ class ModelServer:
             loader=lambda name, version, path, device: load_model(name, version, path, device, runtime))
         self.core = InferenceCore(self.repository, default_model=settings.default_model,
                                   max_images_per_request=settings.max_images_per_request,
-                                  max_batch_size=settings.max_batch_size)
+                                  max_batch_size=settings.max_batch_size, on_model_named=label_call_model)
         self.health = health.aio.HealthServicer()
         verifier = token_verifier(settings)
         # HTTP and gRPC share the core, the batchers, the token rules and our API's request handling
@@ -100,7 +103,7 @@ class ModelServer:
                        item_shape=model.input_shape[1:], item_dtype=np.uint8,
                        inline_max_items=(getattr(model.runtime, "inline_max_batch", 0)
                                          if s.inline_max_batch_size is None else s.inline_max_batch_size),
-                       adaptive_window_s=s.adaptive_batch_window_s, max_concurrent_batches=s.max_concurrent_batches)
+                       adaptive_window_s=s.adaptive_batch_window_s, slots=self.device_slots)
 
     async def start(self) -> None:
         s = self.settings

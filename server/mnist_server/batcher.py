@@ -5,21 +5,26 @@ outputs for exactly those N items. One dispatcher task merges queued requests in
 `predict_fn` (run in `executor`, so the event loop keeps serving), splits the outputs back by
 offsets and settles every waiting future: with a result, an exception, or a cancellation.
 
-Batches form in three ways: while the model computes, new requests queue up and all go together in
-the next call; when the model is idle, the first request may wait a fixed `batch_timeout_s` for
-company; or, with `adaptive_window_s`, it waits only where waiting has been finding company: for as
-long as requests keep coming (no pause longer than two mean gaps between arrivals), at most the
-window. When fewer than half of the recent waits found company (a lone client, whose next request
-only comes after this answer) the batcher stops waiting, and tries once every 16 batches. A model
-too fast to batch by itself (LiteRT at small batches) thus still gets full batches from many
-clients, whatever their rate, and a lone client is not held (docs/benchmarks.md).
+All batchers of a server (one per model version) share its `slots` (device_slots.py, one per model
+worker thread): a batcher takes one before it takes a batch from its queue, until the model call
+returns. So a batch forms when the device can run it at once, with all that came meanwhile, never
+waiting behind another model's batch in the executor; slots go round-robin between batchers with
+work. Compute time is measured around the model call on its thread; queue wait, until it starts.
 
-Batches of at most `inline_max_items` items are computed on the event loop's own thread: for a
-model call shorter than the two thread hand-offs to the executor and back (about 100 us of CPU per
-batch, measured), that is cheaper. `predict_fn` maps an array of N items to either an
-array/sequence of length N or a dict of arrays each of leading length N; the lengths are checked.
-When the model raises on a batch of several requests, each is retried alone, so only the one that
-breaks the model fails.
+The first request may also wait a fixed `batch_timeout_s` for company; or, with `adaptive_window_s`,
+only where waiting has been finding company: while requests keep coming (no pause longer than two
+mean gaps between arrivals), at most the window. When fewer than half of the recent waits found
+company (a lone client, whose next request only comes after this answer) it stops waiting, but
+tries every 16th batch. So a model too fast to batch by itself (LiteRT, small batches) gets full
+batches from many clients, and a lone client is not held (docs/benchmarks.md). Only an idle device
+is worth that wait (it holds no slot meanwhile); while it is busy, the wait for a slot does it.
+
+Batches of at most `inline_max_items` items are computed on the event loop's thread, cheaper for a
+model call shorter than the two thread hand-offs (about 100 us of CPU per batch, measured). They
+take a slot too (a free one without suspending): they occupy a core like any batch, so N slots stay
+N computations and one model's small batches do not jump the line ahead of another's. `predict_fn`
+returns an array/sequence of length N or a dict of arrays of leading length N (checked). When it
+raises on a batch of several requests, each is retried alone (same slot): only the culprit fails.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from .device_slots import DeviceSlots
 from .errors import BatcherClosed, DeadlineExceeded, ModelFailure, Overloaded, ServingError
 
 log = logging.getLogger(__name__)
@@ -97,12 +103,34 @@ def concat_outputs(parts: list) -> Any:
     return [item for part in parts for item in part]
 
 
+def _run_model(predict_fn: Callable[[np.ndarray], Any], parts: list[np.ndarray]) -> tuple:
+    """On the thread that computes: one model call on the concatenated parts, timed there (so the
+    compute time is the call's own, never a wait for a thread), its outputs' length checked.
+    Returns (outputs, None, seconds in the model) or (None, the failure, seconds)."""
+    inputs = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    started = time.perf_counter()
+    try:
+        outputs = predict_fn(inputs)
+        compute_s = time.perf_counter() - started
+        if output_length(outputs) != len(inputs):
+            raise ValueError(f"predict returned {output_length(outputs)} results for {len(inputs)} items")
+        return outputs, None, compute_s
+    except Exception as exc:
+        return None, exc, time.perf_counter() - started
+
+
+def _worker_result(future: asyncio.Future) -> tuple[Any, Exception | None, float]:
+    if future.cancelled():  # the executor shut down before running it
+        return None, BatcherClosed(), 0.0
+    return future.result() if future.exception() is None else (None, future.exception(), 0.0)
+
+
 class Batcher:
     def __init__(self, predict_fn: Callable[[np.ndarray], Any], *, max_batch_size: int,
                  batch_timeout_s: float, max_queue_images: int, executor: Executor | None,
                  observer: BatchObserver | None = None, item_shape: tuple[int, ...] | None = None,
                  item_dtype: np.dtype | None = None, inline_max_items: int = 0, adaptive_window_s: float = 0.0,
-                 max_concurrent_batches: int = 1,
+                 max_concurrent_batches: int = 1, slots: DeviceSlots | None = None,
                  clock: Callable[[], float] = time.monotonic):
         if max_batch_size < 1 or max_queue_images < 1 or batch_timeout_s < 0:
             raise ValueError("max_batch_size and max_queue_images must be >= 1, batch_timeout_s >= 0")
@@ -112,8 +140,10 @@ class Batcher:
         self.max_queue_images = max_queue_images
         self._executor = executor
         self.inline_max_items = inline_max_items
-        self.max_concurrent_batches = max_concurrent_batches
-        self._computing: set[asyncio.Task] = set()  # batches in the executor (max_concurrent_batches > 1)
+        self.slots = slots if slots is not None else DeviceSlots(max_concurrent_batches)  # (alone: its own)
+        self._lane = self.slots.lane()
+        self._running = 0  # our batches holding a slot (computing, or retrying one by one)
+        self._retries: set[asyncio.Task] = set()
         self.adaptive_window_s = adaptive_window_s
         self._mean_gap = math.inf  # between arrivals (moving average), for the adaptive wait
         self._last_arrival = -math.inf
@@ -211,28 +241,20 @@ class Batcher:
         try:
             while True:
                 if not self._queue:
-                    if self._closed:
-                        await asyncio.gather(*self._computing)
+                    if self._closed and not self._running:
                         return
-                    self._wakeup.clear()
+                    self._wakeup.clear()  # (closed: set again when one of our batches finishes)
                     await self._wakeup.wait()
                     continue
-                if len(self._computing) >= self.max_concurrent_batches:
-                    await asyncio.wait(self._computing, return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                await self._wait_for_company()
-                batch, waits = self._take_batch()
+                if self._lane.slot_free:  # the device is idle: worth waiting for company (busy: it comes)
+                    await self._wait_for_company()
+                if not self._lane.try_acquire():
+                    await self._lane.acquire()
+                batch, waits, images = self._take_batch()  # with the slot: all that came meanwhile
                 if not batch:
-                    continue
-                if self._batch_images(batch) <= self.inline_max_items:
-                    await self._compute(batch, waits)
+                    self._lane.release()
+                elif self._start(batch, waits, images):
                     await asyncio.sleep(0)  # computed without suspending: let the loop serve I/O between batches
-                elif self.max_concurrent_batches == 1:
-                    await self._compute(batch, waits)
-                else:  # the next batch may form and start while this one computes
-                    task = asyncio.get_running_loop().create_task(self._compute(batch, waits), name="batch")
-                    self._computing.add(task)
-                    task.add_done_callback(self._computing.discard)
         except asyncio.CancelledError:
             raise
         except BaseException:
@@ -240,12 +262,8 @@ class Batcher:
             raise
         finally:
             self._settle_all(BatcherClosed() if self._closed else ModelFailure())
-            for task in self._computing:
+            for task in self._retries:
                 task.cancel()
-
-    @staticmethod
-    def _batch_images(batch: list[_Pending]) -> int:
-        return sum(pending.size for pending in batch)
 
     def _company_deadline(self) -> float | None:
         """Until when the first queued request waits for company (None: not at all)."""
@@ -285,7 +303,7 @@ class Batcher:
             found = 1.0 if len(self._queue) > queued else 0.0
             self._company_found += COMPANY_WEIGHT * (found - self._company_found)
 
-    def _take_batch(self) -> tuple[list[_Pending], list[float]]:
+    def _take_batch(self) -> tuple[list[_Pending], list[float], int]:
         batch: list[_Pending] = []
         images = 0
         now = self._clock()
@@ -305,52 +323,64 @@ class Batcher:
         waits = [now - pending.enqueued for pending in batch]
         if batch:
             self._observer.batch_started(images, waits)
-        return batch, waits
+        return batch, waits, images
 
-    async def _compute(self, batch: list[_Pending], waits: list[float]) -> None:
+    def _start(self, batch: list[_Pending], waits: list[float], images: int) -> bool:
+        """Computes `batch` (its slot held) on this thread if small, else on a model worker thread;
+        the slot is released when the model call has returned. True if computed here."""
+        parts = [pending.items for pending in batch]
+        self._running += 1
         self._inflight.update(batch)
-        inputs = batch[0].items if len(batch) == 1 else np.concatenate([p.items for p in batch])
-        try:
-            outputs = await self._call_model(inputs, waits)
-        except Exception as exc:
-            if len(batch) == 1:
-                self._fail(batch[0], exc, len(inputs))
-            else:  # find the request that breaks the model: the others must not fail with it
-                log.warning("model failed on a batch of %d requests; retrying them one by one", len(batch))
-                for pending in batch:
-                    if pending.future.done():
-                        continue
-                    try:
-                        alone = await self._call_model(pending.items, None)
-                    except Exception as exc_alone:
-                        self._fail(pending, exc_alone, pending.size)
-                    else:
-                        pending.future.set_result(alone)
-            self._inflight.difference_update(batch)
-            return
-        # (on cancellation `_inflight` stays set so the dispatcher's `finally` settles it)
-        offset = 0
-        for pending in batch:
-            if not pending.future.done():
-                pending.future.set_result(slice_outputs(outputs, offset, offset + pending.size))
-            offset += pending.size
-        self._inflight.difference_update(batch)
+        if images <= self.inline_max_items:
+            self._finish(batch, waits, images, _run_model(self._predict_fn, parts))
+            return True
+        future = asyncio.get_running_loop().run_in_executor(self._executor, _run_model, self._predict_fn, parts)
+        # (when the thread returns, even after a close() that gave up on it: the slot is that thread)
+        future.add_done_callback(lambda done: self._finish(batch, waits, images, _worker_result(done)))
+        return False
 
-    async def _call_model(self, inputs: np.ndarray, waits: list[float] | None) -> Any:
-        """predict_fn in the executor, outputs' length checked; observed either way."""
-        started = time.perf_counter()
-        ok = False
+    def _finish(self, batch: list[_Pending], waits: list[float], images: int, result: tuple) -> None:
+        outputs, exc, compute_s = result
+        self._observer.batch_finished(images, compute_s, exc is None, waits)
+        if exc is None:
+            offset = 0
+            for pending in batch:
+                if not pending.future.done():  # (done: the caller gave up, or close() settled it)
+                    pending.future.set_result(slice_outputs(outputs, offset, offset + pending.size))
+                offset += pending.size
+        elif len(batch) == 1:
+            self._fail(batch[0], exc, images)
+        else:  # find the request that breaks the model: the others must not fail with it
+            log.warning("model failed on a batch of %d requests; retrying them one by one", len(batch))
+            task = asyncio.get_running_loop().create_task(self._retry_alone(batch), name="batch-retry")
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+            return  # the retries keep the slot
+        self._batch_done(batch)
+
+    async def _retry_alone(self, batch: list[_Pending]) -> None:
         try:
-            if len(inputs) <= self.inline_max_items:
-                outputs = self._predict_fn(inputs)
-            else:
-                outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict_fn, inputs)
-            if output_length(outputs) != len(inputs):
-                raise ValueError(f"predict returned {output_length(outputs)} results for {len(inputs)} items")
-            ok = True
-            return outputs
+            for pending in batch:
+                if pending.future.done():
+                    continue
+                outputs, exc, compute_s = (
+                    _run_model(self._predict_fn, [pending.items]) if pending.size <= self.inline_max_items
+                    else await asyncio.get_running_loop().run_in_executor(
+                        self._executor, _run_model, self._predict_fn, [pending.items]))
+                self._observer.batch_finished(pending.size, compute_s, exc is None, None)
+                if exc is not None:
+                    self._fail(pending, exc, pending.size)
+                elif not pending.future.done():
+                    pending.future.set_result(outputs)
         finally:
-            self._observer.batch_finished(len(inputs), time.perf_counter() - started, ok, waits)
+            self._batch_done(batch)
+
+    def _batch_done(self, batch: list[_Pending]) -> None:
+        self._inflight.difference_update(batch)
+        self._running -= 1
+        self._lane.release()
+        if self._closed:
+            self._wakeup.set()  # a closing dispatcher waits for its last batch
 
     def _fail(self, pending: _Pending, exc: Exception, images: int) -> None:
         if not isinstance(exc, ServingError):

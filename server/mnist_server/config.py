@@ -182,8 +182,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
              "first queued request waits for company while they keep coming, at most this long; a lone "
              "client never waits; 0 = off (default %(default)s)")
     add("--max-concurrent-batches", type=_positive_int, default=2,
-        help="batches of one model computed at the same time on the model worker threads; above 1 the next "
-             "batch forms and starts while one computes (default %(default)s)")
+        help="batches computed at the same time by the whole server, all models together (one model "
+             "worker thread each; small batches on the event loop's thread count too); a model's next "
+             "batch forms when one is free, round-robin between models (default %(default)s)")
     add("--max-queue-images", type=_positive_int, default=8192,
         help="images waiting for the model; beyond it requests get RESOURCE_EXHAUSTED (default %(default)s)")
     add("--grace-period", type=_non_negative_float, default=20.0,
@@ -245,7 +246,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="TF Serving version labels, comma-separated LABEL=VERSION for the default model or "
              "MODEL:LABEL=VERSION, e.g. stable=3,canary=4")
     add("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
-        help="uvloop (libuv, measured 12%% less server CPU per request) or the standard library's "
+        help="uvloop (libuv; less server CPU per request, measured in docs/benchmarks.md) or the standard library's "
              "asyncio loop (default %(default)s)")
     add("--log-format", choices=("text", "json"), default="text", help="(default %(default)s)")
     add("--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO",

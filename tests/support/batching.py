@@ -3,7 +3,9 @@ a clock a test moves by hand (tests/unit/test_batcher*.py). No TensorFlow, no so
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
+import time
 
 import numpy as np
 
@@ -85,3 +87,57 @@ def make(model, executor, **overrides):
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, BOUND))
+
+
+class SleepingModel:
+    """predict(x) -> 2x after sleeping `seconds` on the calling thread (a model with a known compute
+    time); records each call's own duration, measured around the sleep, and its batch size."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.calls: list[tuple[int, float]] = []  # (images, own seconds)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        time.sleep(self.seconds)
+        self.calls.append((len(batch), time.perf_counter() - started))
+        return batch * 2
+
+
+class TimingObserver(BatchObserver):
+    """Records what the batcher reports per batch: sizes, compute times, queue waits; `log` (shared
+    between observers if given) gets ("start", name) per batch in the order batches start."""
+
+    def __init__(self, name: str = "", log: list | None = None):
+        self.name = name
+        self.log = log if log is not None else []
+        self.sizes: list[int] = []
+        self.computes: list[float] = []
+        self.waits: list[float] = []
+
+    def batch_started(self, images, queue_waits_s):
+        self.sizes.append(images)
+        self.waits.extend(queue_waits_s)
+        self.log.append(("start", self.name))
+
+    def batch_finished(self, images, compute_s, ok, queue_waits_s=None):
+        self.computes.append(compute_s)
+
+
+async def closed_loop(batcher, callers: int, rounds: int, value: int = 1, think_s: float = 0.05,
+                      seed: int = 0) -> list[float]:
+    """`callers` clients each sending one image, then after a random pause (up to `think_s`, also
+    before the first) the next once answered, `rounds` times: arrivals spread in time, as from
+    independent clients. Returns every request's latency (submit to answer)."""
+    latencies: list[float] = []
+    pauses = random.Random(seed)
+
+    async def caller():
+        for _ in range(rounds):
+            await asyncio.sleep(pauses.uniform(0, think_s))
+            started = time.perf_counter()
+            await batcher.submit(items(value))
+            latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return latencies
