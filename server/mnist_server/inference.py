@@ -12,7 +12,6 @@ from typing import Callable
 import numpy as np
 
 from .errors import DeadlineExceeded, InvalidInput, ModelNotFound
-from .metrics import NO_MODEL, label_call_model
 from .model import SignatureDescription
 from .repository import ModelRepository, VersionStatus
 from .statistics import StatisticsBook
@@ -43,12 +42,16 @@ class ModelDescription:
 
 class InferenceCore:
     def __init__(self, repository: ModelRepository, *, default_model: str, max_images_per_request: int,
-                 max_batch_size: int, clock: Callable[[], float] = time.monotonic):
+                 max_batch_size: int, clock: Callable[[], float] = time.monotonic,
+                 on_model_named: Callable[[str | None], None] = lambda name: None):
         self.repository = repository
         self.default_model = default_model
         self.max_images_per_request = max_images_per_request
         self.max_batch_size = max_batch_size
         self.clock = clock  # deadlines are absolute times on this clock
+        # Told which served model a request named (None: none served) - the metrics label calls by it;
+        # handed in by the wiring, so the core knows nothing of metrics.
+        self._on_model_named = on_model_named
         self.statistics = StatisticsBook()  # per-version counts (KServe ModelStatistics); batchers feed it
         self._draining = False
         self._drain_callbacks: set[Callable[[], None]] = set()
@@ -85,9 +88,9 @@ class InferenceCore:
         """The configured model a request means ("" / None: the default). Labels the RPC's metrics."""
         name = name or self.default_model
         if name not in self.repository.model_names:
-            label_call_model(NO_MODEL)
+            self._on_model_named(None)
             raise ModelNotFound(name, available=self.model_names)
-        label_call_model(name)
+        self._on_model_named(name)
         return name
 
     def check_image_count(self, count: int) -> None:
@@ -130,6 +133,14 @@ class InferenceCore:
         if version is not None and version < 1:
             raise InvalidInput(f"model version must be a positive integer, got {version}")
         return name, self.repository.resolve(name, version).model.signature
+
+    def loaded_versions(self, model_name: str) -> list[int]:
+        return self.repository.loaded_versions(self.model_name(model_name))
+
+    def signature_def(self, model_name: str, version: int | None = None) -> tuple[int, bytes]:
+        """(the version that answers, its export's serialized SignatureDef): TF Serving's metadata."""
+        model = self.repository.resolve(self.model_name(model_name), version).model
+        return model.version, model.signature_def
 
     def image_preparation(self, model_name: str, version: int | None = None) -> str:
         """How PNG/JPEG inputs are prepared for this version (model.LoadedModel.image_preparation)."""

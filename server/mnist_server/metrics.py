@@ -36,10 +36,11 @@ class CallLabels:
 current_call: contextvars.ContextVar[CallLabels | None] = contextvars.ContextVar("current_call", default=None)
 
 
-def label_call_model(model: str) -> None:
+def label_call_model(model: str | None) -> None:
+    """The model the request being handled named (None: no served model): InferenceCore calls it."""
     labels = current_call.get()
     if labels is not None:
-        labels.model = model
+        labels.model = NO_MODEL if model is None else model
 
 
 class ServerMetrics:

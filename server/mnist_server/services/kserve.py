@@ -104,7 +104,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         names = [self._core.model_name(request.name)] if request.name else self._core.model_names
         response = service_pb2.ModelStatisticsResponse()
         for name in names:
-            versions = self._core.repository.loaded_versions(name)
+            versions = self._core.loaded_versions(name)
             if request.version:
                 version = self._version(request.version)
                 if version not in versions:

@@ -134,12 +134,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         if fields != [SIGNATURE_DEF_FIELD]:
             raise InvalidInput(f"metadata_field must be ['{SIGNATURE_DEF_FIELD}'] (the only metadata served), "
                                f"got {fields}")
-        model = self._core.repository.resolve(name, version).model
+        answering, signature_def = self._core.signature_def(name, version)
         signatures = get_model_metadata_pb2.SignatureDefMap()
         # exactly as the export wrote it (tensor names included), kept from load time: the
         # version's files may be gone from disk by now while it still serves
-        signatures.signature_def[SIGNATURE_KEY].ParseFromString(model.signature_def)
-        response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=_spec(name, model.version))
+        signatures.signature_def[SIGNATURE_KEY].ParseFromString(signature_def)
+        response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=_spec(name, answering))
         response.metadata[SIGNATURE_DEF_FIELD].Pack(signatures)
         return response
 
