@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
@@ -9,6 +10,8 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from mnist_client.channel import DEFAULT_RETRIES, DEFAULT_TIMEOUT, TlsConfig, aio_channel
+from mnist_client.diagnose import (HEALTH_POLL_S, PROBE_TIMEOUT_S, WAITING_CODES, Problem,
+                                   ServerUnreachable, probe_result, worth_waiting)
 from mnist_client.errors import ClientError, from_rpc_error
 from mnist_client.requests import (DEFAULT_CHUNK_SIZE, Images, build_request, chunk_requests,
                                    image_count, normalize)
@@ -46,6 +49,7 @@ class AsyncMnistClient:
         self._health_channel = aio_channel(self._settings.target, retries=0, tls=self._settings.tls,
                                             health_check=False)
         self._health = health_pb2_grpc.HealthStub(self._health_channel)
+        self._reached = False  # has the server ever answered? (until then, failures are explained)
 
     @property
     def target(self) -> str:
@@ -59,6 +63,7 @@ class AsyncMnistClient:
         spec = self._settings.spec(model, version)
         requests = list(chunk_requests(batch, chunk_size or self._settings.chunk_size, spec))
         deadline = self._settings.deadline(timeout)
+        await self._fail_fast(deadline)
         slots = asyncio.Semaphore(self._settings.max_chunks_in_flight)
 
         async def send(request: pb.ClassifyRequest, expected: int) -> list[Prediction]:
@@ -70,8 +75,9 @@ class AsyncMnistClient:
         tasks = [asyncio.ensure_future(send(r, image_count(r))) for r in requests]
         try:
             chunks = await asyncio.gather(*tasks)
+            self._reached = True
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            raise await self._error(error, deadline) from None
         finally:
             for task in tasks:
                 task.cancel()
@@ -97,13 +103,14 @@ class AsyncMnistClient:
                 yield build_request(batch, spec, request_id=str(index))
                 index += 1
 
-        call = self._stub.ClassifyStream(requests(), timeout=self._settings.deadline(timeout),
-                                         metadata=self._settings.metadata)
+        deadline = self._settings.deadline(timeout)
+        await self._fail_fast(deadline)
+        call = self._stub.ClassifyStream(requests(), timeout=deadline, metadata=self._settings.metadata)
         try:
             async for response in call:
                 yield predictions_from(response, expected.popleft())
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            raise await self._error(error, deadline) from None
         finally:
             call.cancel()
         if local_error:
@@ -113,22 +120,73 @@ class AsyncMnistClient:
                          timeout: float | None = None) -> ModelInfo:
         """What the server serves."""
         request = pb.GetModelInfoRequest(model=self._settings.spec(model, version))
+        deadline = self._settings.deadline(timeout)
+        await self._fail_fast(deadline)
         try:
-            response = await self._stub.GetModelInfo(
-                request, timeout=self._settings.deadline(timeout), metadata=self._settings.metadata)
+            response = await self._stub.GetModelInfo(request, timeout=deadline,
+                                                     metadata=self._settings.metadata)
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            raise await self._error(error, deadline) from None
+        self._reached = True
         return ModelInfo.from_message(response)
 
-    async def health(self, service: str = "", *, timeout: float | None = None) -> str:
-        """The gRPC health status name, e.g. ``"SERVING"``; fails fast when unreachable."""
+    async def health(self, service: str = "", *, wait: bool = False,
+                     timeout: float | None = None) -> str:
+        """The gRPC health status name, e.g. ``"SERVING"`` (see ``MnistClient.health``)."""
+        give_up = time.monotonic() + self._settings.deadline(timeout)
+        while True:
+            remaining = give_up - time.monotonic()
+            try:
+                outcome: str | ClientError = await self._check(service, max(remaining, 0.05))
+            except ClientError as error:
+                outcome = error
+            if not (wait and worth_waiting(outcome)) or remaining <= HEALTH_POLL_S:
+                break
+            await asyncio.sleep(HEALTH_POLL_S)
+        if isinstance(outcome, ClientError):
+            raise outcome
+        return outcome
+
+    async def _check(self, service: str, timeout: float) -> str:
+        """One health check that does not wait for a connection."""
         try:
-            response = await self._health.Check(
-                health_request(service), wait_for_ready=False,
-                timeout=self._settings.deadline(timeout), metadata=self._settings.metadata)
+            response = await self._health.Check(health_request(service), wait_for_ready=False,
+                                                timeout=timeout, metadata=self._settings.metadata)
         except grpc.RpcError as error:
+            # may probe the port with a blocking socket: off the event loop
+            problem = await asyncio.to_thread(probe_result, error.code(), error.details() or "",
+                                              self.target, self._settings.tls)
+            if problem is not None:
+                raise ServerUnreachable(error.code(), self.target, problem) from None
+            self._reached = True
             raise from_rpc_error(error) from None
+        self._reached = True
         return health_status_name(response)
+
+    async def _problem(self, timeout: float) -> Problem | None:
+        try:
+            await self._check("", timeout)
+        except ServerUnreachable as error:
+            return error.problem
+        except ClientError:
+            pass  # it answered (e.g. asks for a token): the connection works
+        return None
+
+    async def _fail_fast(self, deadline: float) -> None:
+        """See ``MnistClient._fail_fast``."""
+        if not self._reached:
+            problem = await self._problem(min(deadline, PROBE_TIMEOUT_S))
+            if problem is not None and problem.lasting:
+                raise ServerUnreachable(grpc.StatusCode.UNAVAILABLE, self.target, problem)
+
+    async def _error(self, error: grpc.RpcError, deadline: float) -> ClientError:
+        failed = from_rpc_error(error)
+        if failed.code in WAITING_CODES and not self._reached:
+            problem = await self._problem(PROBE_TIMEOUT_S)
+            if problem is not None:
+                waited = deadline if failed.code is grpc.StatusCode.DEADLINE_EXCEEDED else None
+                return ServerUnreachable(failed.code, self.target, problem, waited)
+        return failed
 
     async def close(self) -> None:
         await self._channel.close()

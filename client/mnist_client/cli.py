@@ -3,7 +3,8 @@
     mnist-client classify digit.png            # file, label, probability
     mnist-client classify --idx t10k-images-idx3-ubyte.gz --labels t10k-labels-idx1-ubyte.gz
     mnist-client info
-    mnist-client health                        # exit code 0 only when SERVING
+    mnist-client health                        # exit code 0 only when SERVING; answers at once
+    mnist-client health --wait --timeout 60    # waits until SERVING (a server still starting)
     mnist-client bench --concurrency 32 --duration 10 --json result.json
 """
 from __future__ import annotations
@@ -11,39 +12,69 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import asdict
+from importlib import metadata
 from pathlib import Path
-from typing import Any
 
+import mnist_client
 from mnist_client.bench import BenchConfig, BenchError, format_result, random_digits, run_bench
 from mnist_client.channel import DEFAULT_RETRIES, DEFAULT_TIMEOUT, TARGET_ENV, TlsConfig, default_target
+from mnist_client.cli_classify import classify_files, classify_idx
 from mnist_client.client import MnistClient
 from mnist_client.errors import ClientError
-from mnist_client.idx import IdxError, read_idx
+from mnist_client.idx import read_idx
+from mnist_serving.v1 import classifier_pb2
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def version_text() -> str:
+    """The client's version and the API it speaks (the proto package)."""
+    try:
+        version = metadata.version("mnist-client")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        version = mnist_client.__version__
+    return f"mnist-client {version} (API {classifier_pb2.DESCRIPTOR.package})"
+
+
+def add_connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every command takes. The top-level parser holds the defaults; each command
+    repeats the options without defaults (SUPPRESS), so given after the command they override
+    and left out they keep the top level's value (including $MNIST_CLIENT_TARGET)."""
+    def default(value):
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--target", default=default(default_target()),
+                        help=f"server HOST:PORT (default ${TARGET_ENV} or {default_target()})")
+    parser.add_argument("--timeout", type=float, default=default(DEFAULT_TIMEOUT),
+                        help=f"deadline of each call in seconds (default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--retries", type=int, default=default(DEFAULT_RETRIES),
+                        help=f"retries on UNAVAILABLE, 0-4 (default {DEFAULT_RETRIES})")
+    parser.add_argument("--model", default=default(""), help="model name (default: the server's)")
+    tls = parser.add_argument_group("TLS and authentication")
+    tls.add_argument("--tls", action="store_true", default=default(False),
+                     help="use TLS with the system's root CAs")
+    for flag, text in (("--tls-ca", "CA certificate (PEM) to trust; implies --tls"),
+                       ("--tls-cert", "client certificate (PEM) for mutual TLS"),
+                       ("--tls-key", "client private key (PEM) for mutual TLS"),
+                       ("--token-file", "file holding a bearer token to send")):
+        tls.add_argument(flag, type=Path, default=default(None), help=text)
+    tls.add_argument("--tls-server-name", default=default(None),
+                     help="name to verify in the server's certificate")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnist-client", description=__doc__.splitlines()[0])
-    parser.add_argument("--target", default=default_target(),
-                        help=f"server HOST:PORT (default ${TARGET_ENV} or %(default)s)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help="deadline of each call in seconds (default %(default)s)")
-    parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
-                        help="retries on UNAVAILABLE, 0-4 (default %(default)s)")
-    parser.add_argument("--model", default="", help="model name (default: the server's)")
-    tls = parser.add_argument_group("TLS and authentication")
-    tls.add_argument("--tls", action="store_true", help="use TLS with the system's root CAs")
-    tls.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) to trust; implies --tls")
-    tls.add_argument("--tls-cert", type=Path, help="client certificate (PEM) for mutual TLS")
-    tls.add_argument("--tls-key", type=Path, help="client private key (PEM) for mutual TLS")
-    tls.add_argument("--tls-server-name", help="name to verify in the server's certificate")
-    tls.add_argument("--token-file", type=Path, help="file holding a bearer token to send")
+    parser.add_argument("--version", action="version", version=version_text())
+    add_connection_options(parser, defaults=True)
+    per_command = argparse.ArgumentParser(add_help=False)
+    add_connection_options(per_command, defaults=False)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    classify = commands.add_parser("classify", help="classify image files or an IDX file")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=text, parents=[per_command])
+
+    classify = command("classify", "classify image files or an IDX file")
     classify.add_argument("files", nargs="*", type=Path, help="PNG/JPEG files")
     classify.add_argument("--idx", type=Path, help="IDX images file (e.g. t10k-images-idx3-ubyte.gz)")
     classify.add_argument("--labels", type=Path, help="IDX labels file: report accuracy")
@@ -51,13 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--version", type=int, default=0, help="model version (default: latest)")
     classify.add_argument("--json", action="store_true", help="print JSON")
 
-    info = commands.add_parser("info", help="what the server serves")
+    info = command("info", "what the server serves")
     info.add_argument("--json", action="store_true", help="print JSON")
 
-    health = commands.add_parser("health", help="exit 0 when the server is SERVING")
+    health = command("health", "exit 0 when the server is SERVING, else 1")
     health.add_argument("--service", default="", help="service name (default: overall health)")
+    health.add_argument("--wait", action="store_true",
+                        help="wait until SERVING or --timeout passes (default: answer at once)")
 
-    bench = commands.add_parser("bench", help="load-test the server")
+    bench = command("bench", "load-test the server")
     stop = bench.add_mutually_exclusive_group()
     stop.add_argument("--duration", type=float, help="measure for this many seconds (default 10)")
     stop.add_argument("--requests", type=int, help="measure this many requests")
@@ -101,11 +134,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _named(prediction) -> str:
-    """A fourth column with the class name where it says more than the label (Fashion-MNIST)."""
-    return "" if prediction.class_name == str(prediction.label) else f"\t{prediction.class_name}"
-
-
 def _tls(args: argparse.Namespace) -> TlsConfig | None:
     if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name):
         return None
@@ -118,47 +146,15 @@ def _token(args: argparse.Namespace) -> str | None:
 
 
 def _classify(parser: argparse.ArgumentParser, args: argparse.Namespace, client: MnistClient) -> int:
-    if bool(args.files) == bool(args.idx):
+    if not args.files and args.idx is None:
+        parser.error("classify: give image FILEs (PNG/JPEG), or --idx IMAGES_FILE "
+                     "(e.g. mnist-client classify digit.png)")
+    if args.files and args.idx is not None:
         parser.error("classify: give image FILEs or --idx, not both")
     if args.idx is None:
-        predictions = client.classify(args.files, version=args.version)
-        if args.json:
-            print(json.dumps([{"file": str(f), **asdict(p)} for f, p in zip(args.files, predictions)]))
-        else:
-            for path, p in zip(args.files, predictions):
-                print(f"{path}\t{p.label}\t{p.probability:.4f}{_named(p)}")
-        return EXIT_OK
-    return _classify_idx(args, client)
-
-
-def _classify_idx(args: argparse.Namespace, client: MnistClient) -> int:
-    try:
-        images = read_idx(args.idx, args.count)
-        labels = read_idx(args.labels, args.count) if args.labels else None
-    except IdxError as error:
-        raise ValueError(str(error)) from None
-    if labels is not None and len(labels) != len(images):
-        raise ValueError(f"{args.labels} holds {len(labels)} labels for {len(images)} images")
-    started = time.monotonic()
-    predictions = client.classify(images, version=args.version)
-    elapsed = time.monotonic() - started
-    predicted = [p.label for p in predictions]
-    summary: dict[str, Any] = {"images": len(predictions), "seconds": round(elapsed, 3),
-                               "model_version": predictions[0].model_version if predictions else None}
-    if labels is not None:
-        correct = sum(int(p == t) for p, t in zip(predicted, labels.tolist()))
-        summary.update(correct=correct, accuracy=correct / len(labels) if len(labels) else None)
-    if args.json:
-        print(json.dumps({**summary, "labels": predicted}))
-        return EXIT_OK
-    if labels is None:
-        for index, p in enumerate(predictions):
-            print(f"{index}\t{p.label}\t{p.probability:.4f}{_named(p)}")
-    print(f"classified {len(predictions)} images in {elapsed:.2f} s "
-          f"(model version {summary['model_version']})", file=sys.stderr if labels is None else sys.stdout)
-    if labels is not None:
-        print(f"accuracy {summary['accuracy']:.4f} ({summary['correct']}/{len(labels)})")
-    return EXIT_OK
+        return classify_files(client, args.files, version=args.version, as_json=args.json)
+    return classify_idx(client, args.idx, args.labels, args.count, version=args.version,
+                        as_json=args.json)
 
 
 def _info(args: argparse.Namespace, client: MnistClient) -> int:
@@ -179,7 +175,9 @@ def _info(args: argparse.Namespace, client: MnistClient) -> int:
 
 
 def _health(args: argparse.Namespace, client: MnistClient) -> int:
-    status = client.health(args.service)
+    """Exit 0 when SERVING, 1 otherwise (unreachable included): what a container HEALTHCHECK
+    reads; Docker reserves exit code 2."""
+    status = client.health(args.service, wait=args.wait)
     print(status)
     return EXIT_OK if status == "SERVING" else EXIT_FAILED
 

@@ -1,6 +1,7 @@
 """``MnistClient``: the synchronous client."""
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 
@@ -8,6 +9,8 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from mnist_client.channel import DEFAULT_RETRIES, DEFAULT_TIMEOUT, TlsConfig, sync_channel
+from mnist_client.diagnose import (HEALTH_POLL_S, PROBE_TIMEOUT_S, WAITING_CODES, Problem,
+                                   ServerUnreachable, probe_result, worth_waiting)
 from mnist_client.errors import ClientError, from_rpc_error
 from mnist_client.requests import (DEFAULT_CHUNK_SIZE, Images, build_request, chunk_requests,
                                    image_count, normalize)
@@ -28,7 +31,9 @@ class MnistClient:
 
     Every call has a deadline (``timeout`` seconds, per call or per chunk) and is retried
     ``retries`` times with exponential backoff and jitter when the server answers UNAVAILABLE;
-    while the server is unreachable (restarting) calls wait for it within their deadline.
+    while the server is unreachable (restarting) calls wait for it within their deadline. Where
+    waiting cannot help (the HTTP port, TLS settings the server does not take) the first call fails
+    at once, and a call that never reached the server says why (``ServerUnreachable``).
     ``tls`` is ``True`` (system roots) or a ``TlsConfig``; ``token`` is sent as
     ``authorization: Bearer <token>``. ``target`` defaults to ``$MNIST_CLIENT_TARGET`` or
     ``127.0.0.1:8500``. Failures raise ``ClientError``.
@@ -54,6 +59,7 @@ class MnistClient:
         self._health_channel = sync_channel(self._settings.target, retries=0, tls=self._settings.tls,
                                             health_check=False)
         self._health = health_pb2_grpc.HealthStub(self._health_channel)
+        self._reached = False  # has the server ever answered? (until then, failures are explained)
 
     @property
     def target(self) -> str:
@@ -74,6 +80,7 @@ class MnistClient:
         spec = self._settings.spec(model, version)
         requests = chunk_requests(batch, chunk_size or self._settings.chunk_size, spec)
         deadline = self._settings.deadline(timeout)
+        self._fail_fast(deadline)
         window: deque[tuple[grpc.Future, int]] = deque()
         results: list[Prediction] = []
         try:
@@ -85,8 +92,9 @@ class MnistClient:
                 window.append((future, image_count(request)))
             while window:
                 results.extend(_collect(*window.popleft()))
+            self._reached = True
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            raise self._error(error, deadline) from None
         finally:
             for future, _ in window:
                 future.cancel()
@@ -116,13 +124,14 @@ class MnistClient:
                 expected.append(len(batch))
                 yield build_request(batch, spec, request_id=str(index))
 
-        call = self._stub.ClassifyStream(requests(), timeout=self._settings.deadline(timeout),
-                                         metadata=self._settings.metadata)
+        deadline = self._settings.deadline(timeout)
+        self._fail_fast(deadline)
+        call = self._stub.ClassifyStream(requests(), timeout=deadline, metadata=self._settings.metadata)
         try:
             for response in call:
                 yield predictions_from(response, expected.popleft())
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            raise self._error(error, deadline) from None
         finally:
             call.cancel()
         if local_error:
@@ -136,28 +145,84 @@ class MnistClient:
         ('0', '1', '2')
         """
         request = pb.GetModelInfoRequest(model=self._settings.spec(model, version))
+        deadline = self._settings.deadline(timeout)
+        self._fail_fast(deadline)
         try:
-            response = self._stub.GetModelInfo(request, timeout=self._settings.deadline(timeout),
+            response = self._stub.GetModelInfo(request, timeout=deadline,
                                                metadata=self._settings.metadata)
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            raise self._error(error, deadline) from None
+        self._reached = True
         return ModelInfo.from_message(response)
 
-    def health(self, service: str = "", *, timeout: float | None = None) -> str:
+    def health(self, service: str = "", *, wait: bool = False, timeout: float | None = None) -> str:
         """The gRPC health status name: ``"SERVING"``, ``"NOT_SERVING"``, ...
 
-        Does not wait for an unreachable server: that raises ``ClientError`` (UNAVAILABLE) at once.
+        Without ``wait`` it answers at once: an unreachable server raises ``ClientError``
+        (UNAVAILABLE, saying why). With ``wait`` it asks again until the server says SERVING or
+        ``timeout`` passes (then returns the last status, or raises the last error); it stops at
+        once where waiting cannot help (an unknown service, the HTTP port, TLS settings).
 
         >>> client.health()   # doctest: +SKIP
         'SERVING'
         """
+        give_up = time.monotonic() + self._settings.deadline(timeout)
+        while True:
+            remaining = give_up - time.monotonic()
+            try:
+                outcome: str | ClientError = self._check(service, max(remaining, 0.05))
+            except ClientError as error:
+                outcome = error
+            if not (wait and worth_waiting(outcome)) or remaining <= HEALTH_POLL_S:
+                break
+            time.sleep(HEALTH_POLL_S)
+        if isinstance(outcome, ClientError):
+            raise outcome
+        return outcome
+
+    def _check(self, service: str, timeout: float) -> str:
+        """One health check that does not wait for a connection."""
         try:
             response = self._health.Check(health_request(service), wait_for_ready=False,
-                                          timeout=self._settings.deadline(timeout),
-                                          metadata=self._settings.metadata)
+                                          timeout=timeout, metadata=self._settings.metadata)
         except grpc.RpcError as error:
+            problem = probe_result(error.code(), error.details() or "", self.target,
+                                   self._settings.tls)
+            if problem is not None:
+                raise ServerUnreachable(error.code(), self.target, problem) from None
+            self._reached = True
             raise from_rpc_error(error) from None
+        self._reached = True
         return health_status_name(response)
+
+    def _problem(self, timeout: float) -> Problem | None:
+        """Why the server cannot be reached right now; None when it answers."""
+        try:
+            self._check("", timeout)
+        except ServerUnreachable as error:
+            return error.problem
+        except ClientError:
+            pass  # it answered (e.g. asks for a token): the connection works
+        return None
+
+    def _fail_fast(self, deadline: float) -> None:
+        """Until the server first answers: fail at once where waiting cannot help (the HTTP port,
+        TLS settings the server does not take). A refused connection, which is also what a
+        server still starting looks like, is left to the call, which waits for it."""
+        if not self._reached:
+            problem = self._problem(min(deadline, PROBE_TIMEOUT_S))
+            if problem is not None and problem.lasting:
+                raise ServerUnreachable(grpc.StatusCode.UNAVAILABLE, self.target, problem)
+
+    def _error(self, error: grpc.RpcError, deadline: float) -> ClientError:
+        """A failed call's ``ClientError``; one that never reached the server says why."""
+        failed = from_rpc_error(error)
+        if failed.code in WAITING_CODES and not self._reached:
+            problem = self._problem(PROBE_TIMEOUT_S)
+            if problem is not None:
+                waited = deadline if failed.code is grpc.StatusCode.DEADLINE_EXCEEDED else None
+                return ServerUnreachable(failed.code, self.target, problem, waited)
+        return failed
 
     def close(self) -> None:
         self._channel.close()

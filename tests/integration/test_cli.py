@@ -61,12 +61,26 @@ def test_classify_json_and_the_target_from_the_environment(server, pictures):
     assert entry["class_name"]
 
 
-def test_a_bad_file_exits_1_with_the_servers_message(server, tmp_path):
-    bogus = tmp_path / "notes.png"
+def test_bad_files_are_named_and_the_good_ones_still_answered(server, pictures, tmp_path):
+    bogus, missing = tmp_path / "notes.png", tmp_path / "missing.png"
     bogus.write_text("not an image")
-    result = mnist_client("--target", server.target, "classify", str(bogus))
+    result = mnist_client("classify", str(pictures[0]), str(bogus), str(missing), str(pictures[1]),
+                          "--target", server.target)  # options after the command, too
     assert result.returncode == 1
-    assert "INVALID_ARGUMENT" in result.stderr and "image 0" in result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(pictures[0]), str(pictures[1])]
+    assert f"error: {bogus}: not a PNG or JPEG image" in result.stderr
+    assert f"error: {missing}: cannot read: No such file or directory" in result.stderr
+    assert "image 0" not in result.stderr and "image 1" not in result.stderr
+
+
+def test_a_blank_image_gets_an_answer_flagged_as_meaningless(server, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("L", (64, 64), 255).save(blank)
+    text = mnist_client("--target", server.target, "classify", str(blank))
+    assert text.returncode == 0 and text.stdout.startswith(f"{blank}\t")
+    assert f"note: {blank}: blank image: the answer means nothing" in text.stderr
+    as_json = mnist_client("--target", server.target, "classify", "--json", str(blank))
+    assert json.loads(as_json.stdout)[0]["blank"] is True
 
 
 def test_info_shows_the_model_and_its_metadata(server):

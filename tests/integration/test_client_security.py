@@ -10,6 +10,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 
 import grpc
 import numpy as np
@@ -87,17 +88,46 @@ def test_a_missing_or_wrong_token_is_unauthenticated(secured_server, pki, token,
     assert message in info.value.details
 
 
-@pytest.mark.parametrize("tls", ["no client certificate", "plaintext", "wrong CA"])
-def test_without_the_right_certificates_no_call_gets_through(secured_server, pki, tls):
+WHY = {"no client certificate": "the server requires a client certificate (give --tls-cert and --tls-key)",
+       "plaintext": "TLS handshake failed: the server speaks TLS, the client plaintext",
+       "wrong CA": "TLS handshake failed: the server's certificate is not trusted",
+       "rogue client certificate": "the server refused the client certificate"}
+
+
+@pytest.mark.parametrize("tls", list(WHY))
+def test_without_the_right_certificates_the_call_fails_at_once_saying_why(secured_server, pki, tls):
     config = {"no client certificate": TlsConfig(root_ca=pki.ca_cert),
               "plaintext": None,
               "wrong CA": TlsConfig(root_ca=pki.rogue_ca_cert, client_cert=pki.client_cert,
-                                    client_key=pki.client_key)}[tls]
-    with MnistClient(secured_server.target, tls=config, token=TOKEN, timeout=3) as client:
+                                    client_key=pki.client_key),
+              "rogue client certificate": TlsConfig(root_ca=pki.ca_cert, client_cert=pki.rogue_client_cert,
+                                                    client_key=pki.rogue_client_key)}[tls]
+    started = time.monotonic()
+    with MnistClient(secured_server.target, tls=config, token=TOKEN, timeout=30) as client:
         with pytest.raises(ClientError) as info:
             client.classify(_images()[:1])
-    # The handshake fails, so the channel never becomes ready: the call waits, then gives up.
-    assert info.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    # Waiting cannot mend a TLS mismatch: no call waits out its deadline for it.
+    assert time.monotonic() - started < 10
+    assert info.value.code is grpc.StatusCode.UNAVAILABLE
+    assert WHY[tls] in info.value.details, info.value.details
+
+
+def test_the_asyncio_client_says_why_too(secured_server, pki):
+    async def run():
+        async with AsyncMnistClient(secured_server.target, tls=TlsConfig(root_ca=pki.ca_cert),
+                                    token=TOKEN, timeout=30) as client:
+            await client.model_info()
+
+    with pytest.raises(ClientError) as info:
+        asyncio.run(run())
+    assert WHY["no client certificate"] in info.value.details
+
+
+def test_a_tls_client_at_a_plaintext_port_is_told_so(server, pki):
+    with MnistClient(server.target, tls=TlsConfig(root_ca=pki.ca_cert), timeout=30) as client:
+        with pytest.raises(ClientError) as info:
+            client.model_info()
+    assert "TLS handshake failed: the server does not speak TLS" in info.value.details
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -123,3 +153,7 @@ def test_the_cli_takes_certificates_and_a_token_file(secured_server, pki, token_
     assert json.loads(result_file.read_text())["requests"] == {"ok": 30, "failed": 0, "total": 30}
     refused = _cli(*security[:-2], "classify", str(picture))  # no token
     assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
+    no_certificate = _cli("classify", str(picture), *security[:4], "--timeout", "30")
+    assert no_certificate.returncode == 1
+    assert f"error: UNAVAILABLE: cannot reach {secured_server.target}: {WHY['no client certificate']}" \
+        in no_certificate.stderr

@@ -26,12 +26,35 @@ def test_bench_takes_duration_or_requests_not_both(capsys):
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-def test_classify_needs_files_or_idx_but_not_both(capsys, tmp_path):
-    for argv in (["classify"], ["classify", "a.png", "--idx", str(tmp_path / "x.gz")]):
-        with pytest.raises(SystemExit) as info:
-            main(["--target", "127.0.0.1:9", *argv])
-        assert info.value.code == 2
-    assert "give image FILEs or --idx" in capsys.readouterr().err
+def test_classify_says_what_to_give(capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["--target", "127.0.0.1:9", "classify"])
+    assert info.value.code == 2
+    assert "give image FILEs (PNG/JPEG), or --idx IMAGES_FILE" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["--target", "127.0.0.1:9", "classify", "a.png", "--idx", str(tmp_path / "x.gz")])
+    assert info.value.code == 2
+    assert "give image FILEs or --idx, not both" in capsys.readouterr().err
+
+
+def test_connection_options_also_work_after_the_command(monkeypatch):
+    monkeypatch.setenv("MNIST_CLIENT_TARGET", "from.env:1")
+    after = build_parser().parse_args(["classify", "--target", "mnist:9", "--timeout", "3", "--retries", "0",
+                                       "--model", "fashion-mnist", "--tls-ca", "ca.pem", "a.png"])
+    assert (after.target, after.timeout, after.retries, after.model) == ("mnist:9", 3.0, 0, "fashion-mnist")
+    assert str(after.tls_ca) == "ca.pem"
+    before = build_parser().parse_args(["--target", "mnist:9", "--timeout", "3", "health", "--wait"])
+    assert (before.target, before.timeout, before.wait) == ("mnist:9", 3.0, True)
+    neither = build_parser().parse_args(["info"])  # the defaults and $MNIST_CLIENT_TARGET still hold
+    assert (neither.target, neither.timeout, neither.tls, neither.token_file) == ("from.env:1", 10.0, False, None)
+    assert build_parser().parse_args(["classify", "--version", "3", "a.png"]).version == 3  # the model's
+
+
+def test_version_names_the_client_and_the_api(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == "mnist-client 0.1.0 (API mnist_serving.v1)"
 
 
 def test_bad_settings_exit_1_with_a_message(capsys):
