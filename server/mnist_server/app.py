@@ -151,13 +151,16 @@ class ModelServer:
             await self.health.set(service, status)
 
     async def drain(self) -> None:
-        """Not ready first, then stop accepting, then finish what was accepted (within the grace)."""
+        """Not ready first, then stop accepting, then finish what was accepted (within the grace).
+        The HTTP port stays open until the gRPC calls are answered, so probes and Prometheus see
+        the drain (/readyz 503); new HTTP API requests get 503 meanwhile (web/middleware.py)."""
         grace = self.settings.grace_period_s
         log.info("draining: health NOT_SERVING, /readyz 503; finishing accepted requests (grace %.1fs)", grace)
         self._stopping.set()
         self.core.start_draining()
         await self.health.enter_graceful_shutdown()
-        await asyncio.gather(self.grpc_server.stop(grace), self.http.stop())
+        await self.grpc_server.stop(grace)
+        await self.http.stop()  # waits for accepted HTTP requests (up to the grace), closes the port
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)

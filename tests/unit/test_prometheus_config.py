@@ -53,7 +53,7 @@ def test_the_server_job_discovers_every_compose_replica():
 
 
 def test_the_ci_rewrite_changes_only_discovery_and_intervals(tmp_path):
-    ports = Ports(server=1, server_http=2, lb=3, prometheus=4)
+    ports = Ports(server=1, server_http=2, lb=3, prometheus=4, lb_http=5)
     rewritten = write_prometheus_config(tmp_path, ports)
     result = promtool("check", "config", "prometheus.yml", cwd=rewritten)
     assert result.returncode == 0, result.stdout + result.stderr
