@@ -3,9 +3,12 @@
 Each configured model has a base path holding integer version directories (TensorFlow Serving's
 layout). Every poll serves the newest `keep_versions` complete versions: new ones are loaded and
 warmed up in a loader thread while the old ones keep answering, then published in one assignment;
-versions that fall out are closed (their batcher finishes what it accepted) and unloaded. A
-version that fails is logged, counted and not retried until its files change; the model keeps
-what it had. Dot-directories and non-integer names are never looked at.
+versions that fall out are closed (their batcher finishes what it accepted) and unloaded. A version
+copied in file by file (`cp -r`, `kubectl cp`, a sync job) is seen before it is complete, so a failure
+on new or changing files (or a load during which they changed) means "still being written": INFO, look
+again at the next scan. Only a failure on files unchanged since the previous scan means broken: an
+ERROR, counted once and not retried until the files change; the model keeps what it had.
+Dot-directories and non-integer names are never looked at.
 """
 from __future__ import annotations
 
@@ -64,6 +67,7 @@ class _ModelState:
     latest: ServedVersion | None = None
     statuses: dict[int, VersionStatus] = field(default_factory=dict)
     failed: dict[int, tuple] = field(default_factory=dict)  # version -> files fingerprint at failure
+    settling: dict[int, tuple] = field(default_factory=dict)  # version -> fingerprint of maybe half-copied files
     scan_problem: str | None = None
 
 
@@ -79,6 +83,10 @@ def scan_versions(base_path: Path) -> dict[int, Path]:
             if version > 0 and ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()):
                 versions[version] = path
     return versions
+
+
+def _describe(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
 
 
 def fingerprint(path: Path) -> tuple:
@@ -139,6 +147,8 @@ class ModelRepository:
                 errors = [s for s in self.statuses(name) if s.error]
                 if state.scan_problem:
                     reason += f" ({state.scan_problem})"
+                elif state.settling:
+                    reason += f" (version {max(state.settling)} is still being written)"
                 elif errors:
                     reason += f" (version {errors[0].version} failed to load; see the server log)"
                 raise ModelUnavailable(name, reason)
@@ -183,38 +193,64 @@ class ModelRepository:
         if state.scan_problem:
             log.info("model %s: base path %s holds versions %s again", state.name, state.base_path, sorted(on_disk))
         state.scan_problem = None
+        state.settling = {v: files for v, files in state.settling.items() if v in on_disk}
+        skip: set[int] = set()  # not loadable at this scan
         while True:
             for version in [v for v in state.failed if v in on_disk]:
                 if fingerprint(on_disk[version]) != state.failed[version]:
                     del state.failed[version]  # files changed: worth another try
-            candidates = sorted((v for v in on_disk if v not in state.failed), reverse=True)
+            candidates = sorted((v for v in on_disk if v not in state.failed and v not in skip), reverse=True)
             wanted = candidates[:self._keep]
             missing = [v for v in wanted if v not in state.served]
             if not missing:
                 break
-            await self._load(state, missing[0], on_disk[missing[0]])
+            if not await self._try_load(state, missing[0], on_disk[missing[0]]):
+                skip.add(missing[0])
         if any(v in state.served for v in wanted):  # never unload the last thing we can serve
             for version in [v for v in state.served if v not in wanted]:
                 await self._unload(state, version)
 
-    async def _load(self, state: _ModelState, version: int, path: Path) -> None:
+    async def _try_load(self, state: _ModelState, version: int, path: Path) -> bool:
+        """Serves `version` (True), or finds it still being written or broken (False)."""
+        before = fingerprint(path)
+        previous = state.settling.get(version)
+        if previous is not None and before != previous:
+            state.settling[version] = before
+            log.info("model %s: version %d is still being written; looking again at the next scan", state.name, version)
+            return False
         state.statuses[version] = VersionStatus(version, VersionState.LOADING)
         log.info("model %s: loading version %d from %s", state.name, version, path)
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        try:
-            model = await loop.run_in_executor(self._load_executor, self._load_and_warm_up,
-                                               state.name, version, path)
-        except Exception as exc:
-            message = exc.message if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
-            state.failed[version] = fingerprint(path)
-            state.statuses[version] = VersionStatus(version, VersionState.END, message)
-            self._metrics.model_loads.labels(state.name, "failure").inc()
-            log.error("model %s: version %d rejected, still serving %s: %s", state.name, version,
-                      sorted(state.served) or "nothing", message,
-                      exc_info=None if isinstance(exc, ModelLoadError) else exc)
-            return
-        seconds = time.perf_counter() - started
+        outcome = await loop.run_in_executor(self._load_executor, self._load_and_warm_up, state.name, version, path)
+        after = fingerprint(path)
+        if after != before or (isinstance(outcome, Exception) and previous is None):
+            # Loaded from moving files, or failed on files not seen at the previous scan: maybe half-copied.
+            if not isinstance(outcome, Exception):
+                outcome.unload()
+            state.settling[version] = after
+            state.statuses[version] = VersionStatus(version, VersionState.START)
+            why = _describe(outcome) if isinstance(outcome, Exception) else "its files changed while loading"
+            log.info("model %s: version %d not served yet (%s); its files may still be being written: looking "
+                     "again at the next scan", state.name, version, why)
+            return False
+        state.settling.pop(version, None)
+        if isinstance(outcome, Exception):  # on the same files as at the previous scan: broken
+            self._reject(state, version, after, outcome)
+            return False
+        self._serve(state, version, outcome, time.perf_counter() - started)
+        return True
+
+    def _reject(self, state: _ModelState, version: int, files: tuple, exc: Exception) -> None:
+        message = _describe(exc)
+        state.failed[version] = files
+        state.statuses[version] = VersionStatus(version, VersionState.END, message)
+        self._metrics.model_loads.labels(state.name, "failure").inc()
+        log.error("model %s: version %d rejected, still serving %s: %s", state.name, version,
+                  sorted(state.served) or "nothing", message,
+                  exc_info=None if isinstance(exc, ModelLoadError) else exc)
+
+    def _serve(self, state: _ModelState, version: int, model: LoadedModel, seconds: float) -> None:
         state.served[version] = ServedVersion(model, self._make_batcher(model))
         self._metrics.model_runtime.labels(state.name, str(version), model.runtime_name).set(1)
         state.statuses[version] = VersionStatus(version, VersionState.AVAILABLE)
@@ -225,9 +261,13 @@ class ModelRepository:
                  state.name, version, seconds, self._device.kind, model.runtime_name, len(model.class_names),
                  state.latest.model.version)
 
-    def _load_and_warm_up(self, name: str, version: int, path: Path) -> LoadedModel:
-        model = self._loader(name, version, path, self._device)
-        model.warm_up(self._warm_up_sizes)
+    def _load_and_warm_up(self, name: str, version: int, path: Path) -> LoadedModel | Exception:
+        """The warmed-up model, or why it failed (returned: the caller judges the files first)."""
+        try:
+            model = self._loader(name, version, path, self._device)
+            model.warm_up(self._warm_up_sizes)
+        except Exception as exc:
+            return exc
         return model
 
     async def _unload(self, state: _ModelState, version: int) -> None:

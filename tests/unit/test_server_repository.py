@@ -51,14 +51,14 @@ def add_version(base: Path, name: str, *markers: str) -> Path:
     return path
 
 
-def make_repository(base: Path, keep: int = 1) -> tuple[ModelRepository, ServerMetrics]:
+def make_repository(base: Path, keep: int = 1, loader=fake_loader) -> tuple[ModelRepository, ServerMetrics]:
     metrics = ServerMetrics()
 
     def make_batcher(model):
         return Batcher(model.predict, max_batch_size=8, batch_timeout_s=0, max_queue_images=64, executor=None)
 
     repo = ModelRepository([ModelSource("mnist", base)], device=CPU, keep_versions=keep,
-                           make_batcher=make_batcher, metrics=metrics, loader=fake_loader)
+                           make_batcher=make_batcher, metrics=metrics, loader=loader)
     return repo, metrics
 
 
@@ -135,10 +135,12 @@ def test_a_failing_version_is_rejected_counted_and_not_retried(tmp_path, marker,
         repo, metrics = make_repository(tmp_path)
         await repo.poll_once()
         bad = add_version(tmp_path, "2", marker)
-        await repo.poll_once()
+        await repo.poll_once()  # first sight: it may still be being written, so not judged yet
+        assert loads(metrics, "failure") == 0
+        await repo.poll_once()  # the same files fail again: broken
         await repo.poll_once()
         assert repo.resolve("mnist").model.version == 1  # the old one keeps serving
-        assert loads(metrics, "failure") == 1  # tried once: same files, no retry
+        assert loads(metrics, "failure") == 1  # counted once: same files, no retry
         status = repo.statuses("mnist")[0]
         assert (status.version, status.state) == (2, VersionState.END) and message in status.error
         (bad / marker).unlink()  # fixed in place: the files changed, so it is tried again
