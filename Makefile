@@ -12,7 +12,7 @@ $(STAMP): requirements/lock.txt client/pyproject.toml server/pyproject.toml trai
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/lock.txt
-	$(PY) -m pip install --quiet --no-deps -e ./client -e ./server -e ./trainer
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet --no-deps -e ./client -e ./server -e ./trainer  # setuptools' notice is a warning --quiet does not reach
 	$(PY) scripts/perf_analyzer.py --install  # Triton's load generator (binary from a pinned wheel)
 	touch $@
 

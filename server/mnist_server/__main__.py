@@ -18,8 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mnist-server: error: {exc}", file=sys.stderr)
         return 2
-    # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) is not ours to show.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if settings.log_level == "DEBUG" else "2")
+    quiet_tensorflow(settings.log_level)
     configure_logging(settings.log_format, settings.log_level)
     from .app import StartupError, serve  # imports TensorFlow
     from .runtime_tensorflow import DeviceUnavailable
@@ -35,6 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def quiet_tensorflow(log_level: str) -> None:
+    """TensorFlow's C++ log, read once when TensorFlow is imported: on a machine without a GPU, the
+    CUDA probe behind `--device auto` logs `failed call to cuInit ... (303)` at ERROR level, and
+    only TF_CPP_MIN_LOG_LEVEL=3 hides that. It changes no behaviour (a GPU is still found and used),
+    and failures that matter reach our own log as TensorFlow's Python exceptions. --log-level DEBUG,
+    or the variable set in the environment, shows TensorFlow's C++ log again."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if log_level == "DEBUG" else "3")
 
 
 def run_event_loop(main_coroutine, kind: str) -> int:

@@ -39,7 +39,8 @@ def configure_tensorflow(device: str, intra_op_threads: int, inter_op_threads: i
     gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
         raise DeviceUnavailable("--device gpu was requested but TensorFlow sees no GPU "
-                                "(check the driver, CUDA libraries and `tensorflow[and-cuda]`); "
+                                "(check the driver, CUDA libraries and `tensorflow[and-cuda]`; "
+                                "--log-level DEBUG shows TensorFlow's own CUDA messages); "
                                 "use --device auto or cpu")
     if device == "cpu" or not gpus:
         if gpus:
