@@ -8,6 +8,7 @@ import sys
 
 from .config import ConfigError, parse_settings
 from .logs import configure_logging
+from .security import validate_security_settings
 
 log = logging.getLogger("mnist_server")
 
@@ -15,6 +16,7 @@ log = logging.getLogger("mnist_server")
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = parse_settings(argv)
+        validate_security_settings(settings)  # the files behind the TLS and token flags: security's own checks
     except ConfigError as exc:
         print(f"mnist-server: error: {exc}", file=sys.stderr)
         return 2

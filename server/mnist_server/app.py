@@ -6,6 +6,8 @@ import gc
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
 
 import grpc
 import numpy as np
@@ -19,7 +21,7 @@ from .device_slots import DeviceSlots
 from .inference import InferenceCore
 from .metered import MeteredServer
 from .metrics import ServerMetrics, label_call_model
-from .model import LoadedModel, cpu_count
+from .model import DeviceChoice, LoadedModel, cpu_count
 from .repository import ModelRepository
 from .runtime_tensorflow import configure_tensorflow
 from .runtimes import RuntimeOptions, load_model
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 ADAPTERS = (classifier, tfserving, kserve)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# What loads one version directory: (model name, version, path, device) -> a warmed-up-able LoadedModel.
+ModelLoader = Callable[[str, int, Path, DeviceChoice], LoadedModel]
+CPU = DeviceChoice("cpu", "/CPU:0")
 
 
 class StartupError(Exception):
@@ -40,30 +45,30 @@ class StartupError(Exception):
 
 
 class ModelServer:
-    """Every running part of one server. `await start()`, then `await drain()`."""
+    """Every running part of one server. `await start()`, then `await drain()`.
 
-    def __init__(self, settings: Settings):
+    `loader` defaults to the real runtimes (runtimes.load_model, after TensorFlow's process setup);
+    a test hands in its own (tests/support/fake_model.py) and the server sets up no TensorFlow."""
+
+    def __init__(self, settings: Settings, loader: ModelLoader | None = None):
         self.settings = settings
         disable_created_metrics()  # no `*_created` series: they double what we expose, for nothing
         self.metrics = ServerMetrics()
-        device = configure_tensorflow(settings.device, settings.intra_op_threads, settings.inter_op_threads)
+        self._real_runtimes = loader is None
+        if loader is None:
+            device = configure_tensorflow(settings.device, settings.intra_op_threads, settings.inter_op_threads)
+            loader = self._runtime_loader(settings)
+        else:
+            device = CPU
         # Batches run on these threads (TensorFlow's own pool uses the cores inside each call); every
         # model's batcher takes one of these slots, one per thread, before it forms a batch.
         self.model_executor = ThreadPoolExecutor(settings.max_concurrent_batches, thread_name_prefix="model-worker")
         self.device_slots = DeviceSlots(settings.max_concurrent_batches)
-        runtime = RuntimeOptions(settings.runtime, settings.intra_op_threads or cpu_count(),
-                                 settings.litert_max_batch_size)
-        log.info("runtime %s%s; computed on the event loop's thread: %s; adaptive batch window %.2f ms",
-                 runtime.kind,
-                 f" (LiteRT up to batch {runtime.litert_max_batch}, TensorFlow above)" if runtime.kind == "auto" else "",
-                 "LiteRT's batches" if settings.inline_max_batch_size is None
-                 else f"batches up to {settings.inline_max_batch_size} images",
-                 settings.adaptive_batch_window_s * 1000)
         self.repository = ModelRepository(
             settings.models, device=device, keep_versions=settings.keep_versions,
-            make_batcher=self._make_batcher, metrics=self.metrics,
+            make_batcher=self._make_batcher, observer=self.metrics.repository_observer(),
             warm_up_sizes=warm_up_sizes(settings), drain_timeout_s=settings.grace_period_s,
-            loader=lambda name, version, path, device: load_model(name, version, path, device, runtime))
+            loader=loader)
         self.core = InferenceCore(self.repository, default_model=settings.default_model,
                                   max_images_per_request=settings.max_images_per_request,
                                   max_batch_size=settings.max_batch_size, on_model_named=label_call_model)
@@ -93,6 +98,18 @@ class ModelServer:
              reflection.SERVICE_NAME]), metered)
         self._stopping = asyncio.Event()
         self._poller: asyncio.Task | None = None
+
+    @staticmethod
+    def _runtime_loader(settings: Settings) -> ModelLoader:
+        runtime = RuntimeOptions(settings.runtime, settings.intra_op_threads or cpu_count(),
+                                 settings.litert_max_batch_size)
+        log.info("runtime %s%s; computed on the event loop's thread: %s; adaptive batch window %.2f ms",
+                 runtime.kind,
+                 f" (LiteRT up to batch {runtime.litert_max_batch}, TensorFlow above)" if runtime.kind == "auto" else "",
+                 "LiteRT's batches" if settings.inline_max_batch_size is None
+                 else f"batches up to {settings.inline_max_batch_size} images",
+                 settings.adaptive_batch_window_s * 1000)
+        return lambda name, version, path, device: load_model(name, version, path, device, runtime)
 
     def _make_batcher(self, model: LoadedModel) -> Batcher:
         s = self.settings
@@ -131,7 +148,7 @@ class ModelServer:
         self._poller = asyncio.create_task(self._poll_forever(), name="model-poller")
 
     async def _poll_forever(self) -> None:
-        first = True
+        first = self._real_runtimes  # freeze once, in a process of its own with TensorFlow's objects
         while True:
             await self.repository.poll_once()
             if first:

@@ -349,6 +349,3 @@ def validate(settings: Settings) -> None:
                           f"not be below --max-decoded-pixels ({settings.max_decoded_pixels})")
     if settings.max_receive_message_bytes < 28 * 28 + 64:
         raise ConfigError("--max-receive-message-bytes is too small for even one image")
-    from .security import validate_security_settings  # here: config stays importable on its own
-
-    validate_security_settings(settings)

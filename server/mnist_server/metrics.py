@@ -7,6 +7,7 @@ model name (or "none" when the request named no served model), `code` the gRPC s
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, H
                                ProcessCollector)
 
 from .batcher import BatchObserver
+from .repository import RepositoryObserver
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,32 @@ class ServerMetrics:
 
     def batch_observer(self, model: str) -> BatchObserver:
         return _ModelBatchObserver(self, model)
+
+    def repository_observer(self) -> RepositoryObserver:
+        return _RepositoryMetrics(self)
+
+
+class _RepositoryMetrics(RepositoryObserver):
+    def __init__(self, metrics: ServerMetrics):
+        self._m = metrics
+
+    def default_version(self, model: str, device: str, version: int) -> None:
+        self._m.model_version.labels(model, device).set(version)
+
+    def versions_on_disk(self, model: str, count: int) -> None:
+        self._m.model_versions_on_disk.labels(model).set(count)
+
+    def load_failed(self, model: str) -> None:
+        self._m.model_loads.labels(model, "failure").inc()
+
+    def version_loaded(self, model: str, version: int, runtime: str, seconds: float) -> None:
+        self._m.model_runtime.labels(model, str(version), runtime).set(1)
+        self._m.model_loads.labels(model, "success").inc()
+        self._m.model_load_seconds.labels(model).observe(seconds)
+
+    def version_unloaded(self, model: str, version: int, runtime: str) -> None:
+        with contextlib.suppress(KeyError):
+            self._m.model_runtime.remove(model, str(version), runtime)
 
 
 class _ModelBatchObserver(BatchObserver):

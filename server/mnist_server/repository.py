@@ -13,7 +13,6 @@ Dot-directories and non-integer names are never looked at.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import os
@@ -27,7 +26,6 @@ from typing import Callable, Sequence
 from .batcher import Batcher
 from .config import ModelSource
 from .errors import ModelLoadError, ModelNotFound, ModelUnavailable
-from .metrics import ServerMetrics
 from .model import DeviceChoice, LoadedModel
 from .runtimes import load_model
 
@@ -102,22 +100,37 @@ def fingerprint(path: Path) -> tuple:
     return tuple(sorted(items))
 
 
+class RepositoryObserver:
+    """Hooks for metrics, handed in by the wiring (metrics.py implements them); the default does nothing."""
+
+    def default_version(self, model: str, device: str, version: int) -> None:
+        """The version answering by default (0: none)."""
+
+    def versions_on_disk(self, model: str, count: int) -> None: ...
+
+    def load_failed(self, model: str) -> None: ...
+
+    def version_loaded(self, model: str, version: int, runtime: str, seconds: float) -> None: ...
+
+    def version_unloaded(self, model: str, version: int, runtime: str) -> None: ...
+
+
 class ModelRepository:
     def __init__(self, sources: Sequence[ModelSource], *, device: DeviceChoice, keep_versions: int,
-                 make_batcher: Callable[[LoadedModel], Batcher], metrics: ServerMetrics,
+                 make_batcher: Callable[[LoadedModel], Batcher], observer: RepositoryObserver = RepositoryObserver(),
                  warm_up_sizes: tuple[int, ...] = (1, 8), drain_timeout_s: float = 30.0,
                  loader: Callable[[str, int, Path, DeviceChoice], LoadedModel] = load_model):
         self._models = {s.name: _ModelState(s.name, s.base_path) for s in sources}
         self._device = device
         self._keep = keep_versions
         self._make_batcher = make_batcher
-        self._metrics = metrics
+        self._observer = observer
         self._warm_up_sizes = warm_up_sizes
         self._drain_timeout_s = drain_timeout_s
         self._loader = loader
         self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="model-loader")
         for name in self._models:
-            metrics.model_version.labels(name, device.kind).set(0)
+            observer.default_version(name, device.kind, 0)
 
     @property
     def model_names(self) -> list[str]:
@@ -175,7 +188,7 @@ class ModelRepository:
 
     def _report_scan_problem(self, state: _ModelState, problem: str) -> None:
         """Logged once per new problem (not every poll); the gauge says it all the time."""
-        self._metrics.model_versions_on_disk.labels(state.name).set(0)
+        self._observer.versions_on_disk(state.name, 0)
         if problem != state.scan_problem:
             log.error("model %s: %s; keeping versions %s", state.name, problem, sorted(state.served))
         state.scan_problem = problem
@@ -189,7 +202,7 @@ class ModelRepository:
         if not on_disk:  # emptied (or a volume mounted empty): nothing to load, nothing to unload
             self._report_scan_problem(state, f"no version directory with a SavedModel in {state.base_path}")
             return
-        self._metrics.model_versions_on_disk.labels(state.name).set(len(on_disk))
+        self._observer.versions_on_disk(state.name, len(on_disk))
         if state.scan_problem:
             log.info("model %s: base path %s holds versions %s again", state.name, state.base_path, sorted(on_disk))
         state.scan_problem = None
@@ -245,18 +258,16 @@ class ModelRepository:
         message = _describe(exc)
         state.failed[version] = files
         state.statuses[version] = VersionStatus(version, VersionState.END, message)
-        self._metrics.model_loads.labels(state.name, "failure").inc()
+        self._observer.load_failed(state.name)
         log.error("model %s: version %d rejected, still serving %s: %s", state.name, version,
                   sorted(state.served) or "nothing", message,
                   exc_info=None if isinstance(exc, ModelLoadError) else exc)
 
     def _serve(self, state: _ModelState, version: int, model: LoadedModel, seconds: float) -> None:
         state.served[version] = ServedVersion(model, self._make_batcher(model))
-        self._metrics.model_runtime.labels(state.name, str(version), model.runtime_name).set(1)
         state.statuses[version] = VersionStatus(version, VersionState.AVAILABLE)
         self._publish_latest(state)
-        self._metrics.model_loads.labels(state.name, "success").inc()
-        self._metrics.model_load_seconds.labels(state.name).observe(seconds)
+        self._observer.version_loaded(state.name, version, model.runtime_name, seconds)
         log.info("model %s: version %d available after %.2fs on %s, runtime %s (classes: %d); default version now %d",
                  state.name, version, seconds, self._device.kind, model.runtime_name, len(model.class_names),
                  state.latest.model.version)
@@ -281,13 +292,12 @@ class ModelRepository:
         log.info("model %s: version %d unloaded", state.name, version)
 
     def _forget_runtime(self, name: str, model: LoadedModel) -> None:
-        with contextlib.suppress(KeyError):
-            self._metrics.model_runtime.remove(name, str(model.version), model.runtime_name)
+        self._observer.version_unloaded(name, model.version, model.runtime_name)
 
     def _publish_latest(self, state: _ModelState) -> None:
         state.latest = state.served[max(state.served)] if state.served else None
         current = state.latest.model.version if state.latest else 0
-        self._metrics.model_version.labels(state.name, self._device.kind).set(current)
+        self._observer.default_version(state.name, self._device.kind, current)
 
     async def close(self, timeout_s: float) -> None:
         """Finishes accepted work on every version (up to timeout_s), then unloads everything."""

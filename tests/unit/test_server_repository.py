@@ -58,7 +58,7 @@ def make_repository(base: Path, keep: int = 1, loader=fake_loader) -> tuple[Mode
         return Batcher(model.predict, max_batch_size=8, batch_timeout_s=0, max_queue_images=64, executor=None)
 
     repo = ModelRepository([ModelSource("mnist", base)], device=CPU, keep_versions=keep,
-                           make_batcher=make_batcher, metrics=metrics, loader=loader)
+                           make_batcher=make_batcher, observer=metrics.repository_observer(), loader=loader)
     return repo, metrics
 
 
