@@ -38,6 +38,17 @@ def mnist_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def fashion_mnist_dir() -> Path:
+    """$FASHION_MNIST_DATA_DIR when it holds the four genuine Fashion-MNIST files (.ci/run sets it)."""
+    value = os.environ.get("FASHION_MNIST_DATA_DIR")
+    names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    if not value or not all((Path(value) / n).is_file() for n in names):
+        pytest.skip("needs the genuine Fashion-MNIST files in $FASHION_MNIST_DATA_DIR (.ci/run sets it)")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory) -> Path:
     from tests.support.synthetic import write_synthetic_mnist
 

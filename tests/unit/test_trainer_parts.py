@@ -42,6 +42,7 @@ def test_bad_flags_exit_2_with_a_message(argv, message, capsys):
 
 
 def test_data_dir_default(monkeypatch, tmp_path):
+    monkeypatch.delenv("FASHION_MNIST_DATA_DIR", raising=False)
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path))
     assert default_data_dir("mnist") == tmp_path
     # Same file names, different classes: MNIST's directory must not be reused for Fashion-MNIST.

@@ -1,10 +1,12 @@
 """The two MNIST-style datasets: their files, checksums, mirrors and class names; loading and splitting."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,10 @@ TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 FILE_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
+# Debian ships Fashion-MNIST (the same four file names, other gzip headers) in this package and directory.
+DEBIAN_PACKAGE = "dataset-fashion-mnist"
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+
 # The tutorials hold out 5,000 of the 60,000 training images for validation: 1/12 of the training set.
 VALIDATION_FRACTION = 1 / 12
 
@@ -30,6 +36,13 @@ class DatasetSpec:
     class_names: tuple[str, ...]
     md5: dict[str, str]  # file name -> published md5 of the .gz file
     mirrors: tuple[str, ...]  # base URLs, tried in order
+    # file name -> md5 of the decompressed IDX bytes: a file re-gzipped with other headers (as Debian's package
+    # is) holds the same data under another .gz md5.
+    idx_md5: dict[str, str] = field(default_factory=dict)
+    data_dir_env: str = ""  # environment variable naming the default data directory
+    # How the server must turn a PNG/JPEG into this dataset's 28x28 image; written into metadata.json.
+    image_preparation: str = ""
+    package_hint: str = ""  # another way to get the files, for the error when they are missing offline
 
 
 MNIST = DatasetSpec(
@@ -40,6 +53,10 @@ MNIST = DatasetSpec(
     mirrors=("https://storage.googleapis.com/cvdf-datasets/mnist/",
              "https://ossci-datasets.s3.amazonaws.com/mnist/",
              "http://yann.lecun.com/exdb/mnist/"),
+    idx_md5={TRAIN_IMAGES: "6bbc9ace898e44ae57da46a324031adb", TRAIN_LABELS: "a25bea736e30d166cdddb491f175f624",
+             TEST_IMAGES: "2646ac647ad5339dbf082846283269ea", TEST_LABELS: "27ae3e4e09519cfbb04c329615203637"},
+    data_dir_env="MNIST_DATA_DIR",
+    image_preparation="mnist-digit",
 )
 
 FASHION_MNIST = DatasetSpec(
@@ -51,6 +68,12 @@ FASHION_MNIST = DatasetSpec(
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
              "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
              "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
+    idx_md5={TRAIN_IMAGES: "f4a8712d7a061bf5bd6d2ca38dc4d50a", TRAIN_LABELS: "9018921c3c673c538a1fc5bad174d6f9",
+             TEST_IMAGES: "8181f5470baa50b63fa0f6fddb340f0a", TEST_LABELS: "15d484375f8d13e6eb1aabb0c3f46965"},
+    data_dir_env="FASHION_MNIST_DATA_DIR",
+    image_preparation="fashion-mnist-product",
+    package_hint=f"or install Debian's package {DEBIAN_PACKAGE} (apt-get install {DEBIAN_PACKAGE}) and pass "
+                 f"--data-dir {DEBIAN_DIR}",
 )
 
 DATASETS = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
@@ -73,23 +96,36 @@ class Splits:
 
 
 def default_data_dir(dataset: str) -> Path:
-    """$MNIST_DATA_DIR for MNIST, else the per-user cache directory of the dataset.
+    """$MNIST_DATA_DIR for MNIST, $FASHION_MNIST_DATA_DIR for Fashion-MNIST, else the per-user cache directory.
 
-    $MNIST_DATA_DIR is not used for Fashion-MNIST: its files have the same names, so the digits would be
-    trained under clothing labels without any error.
+    Each dataset has its own variable: the files have the same names, so digits read from the other one's
+    directory would be trained under clothing labels without any error.
     """
-    value = os.environ.get("MNIST_DATA_DIR")
-    if dataset == MNIST.name and value:
+    value = os.environ.get(DATASETS[dataset].data_dir_env)
+    if value:
         return Path(value)
     return Path.home() / ".cache" / "mnist-serving" / dataset
 
 
-def file_md5(path: Path) -> str:
+def file_md5(path: Path, decompress: bool = False) -> str:
+    """md5 of the file's bytes, or with `decompress` of the bytes its gzip stream holds."""
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
+    with (gzip.open if decompress else open)(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def is_genuine(path: Path, name: str, spec: DatasetSpec) -> bool:
+    """The published .gz file, or the same IDX bytes under other gzip headers (Debian's package)."""
+    if file_md5(path) == spec.md5[name]:
+        return True
+    if name not in spec.idx_md5:
+        return False
+    try:
+        return file_md5(path, decompress=True) == spec.idx_md5[name]
+    except (OSError, EOFError, zlib.error):  # not gzip, or a truncated or corrupt stream
+        return False
 
 
 def _load_pair(directory: Path, images_name: str, labels_name: str, n_classes: int) -> Split:

@@ -1,4 +1,8 @@
-"""Fetching missing dataset files from mirrors, each verified by md5 before it is put in place."""
+"""Fetching missing dataset files from mirrors, each verified by md5 before it is put in place.
+
+A file passes when its md5 is the published one, or when the IDX bytes it decompresses to have the published
+content's md5: a mirror that re-gzipped the files (as Debian's package did) serves the same data.
+"""
 from __future__ import annotations
 
 import logging
@@ -9,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .datasets import DatasetSpec, file_md5
+from .datasets import DatasetSpec, file_md5, is_genuine
 from .errors import DataMissingError
 
 log = logging.getLogger(__name__)
@@ -29,24 +33,27 @@ def ensure_files(directory: Path, spec: DatasetSpec, mirrors: tuple[str, ...] | 
     missing = [name for name in spec.md5 if not (directory / name).is_file()]
     for i, name in enumerate(missing):
         try:
-            fetch(name, spec.md5[name], directory / name, mirrors)
+            fetch(name, spec, directory / name, mirrors)
         except DataMissingError as exc:
             others = missing[i + 1:]
             raise DataMissingError(f"{exc}" + (f" (also missing: {', '.join(others)})" if others else "")) from None
 
 
-def fetch(name: str, md5: str, target: Path, mirrors: tuple[str, ...]) -> None:
+def fetch(name: str, spec: DatasetSpec, target: Path, mirrors: tuple[str, ...]) -> None:
     """Tries each mirror in order until one delivers `name` with the expected md5."""
+    md5 = spec.md5[name]
+    other_way = f", {spec.package_hint}" if spec.package_hint else ""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataMissingError(f"{name} is missing and {target.parent} cannot be created ({exc.strerror})") from None
+        raise DataMissingError(f"{name} is missing and {target.parent} cannot be created "
+                               f"({exc.strerror}){other_way}") from None
     failures = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name
         log.info("downloading %s", url)
         try:
-            _download_verified(url, md5, target)
+            _download_verified(url, name, spec, target)
             log.info("saved %s (md5 ok)", target)
             return
         except _Md5Mismatch as exc:
@@ -57,7 +64,7 @@ def fetch(name: str, md5: str, target: Path, mirrors: tuple[str, ...]) -> None:
             failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
         log.warning("%s", failures[-1])
     raise DataMissingError(
-        f"{name} is missing: put the file at {target} (md5 {md5}); "
+        f"{name} is missing: put the file at {target} (md5 {md5}){other_way}; "
         f"downloading it failed from every mirror: " + "; ".join(failures))
 
 
@@ -66,15 +73,14 @@ class _Md5Mismatch(Exception):
         self.actual = actual
 
 
-def _download_verified(url: str, md5: str, target: Path) -> None:
+def _download_verified(url: str, name: str, spec: DatasetSpec, target: Path) -> None:
     # A dot-file in the same directory: an interrupted download never leaves a file under the real name.
     fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
             shutil.copyfileobj(response, out)
-        actual = file_md5(Path(partial))
-        if actual != md5:
-            raise _Md5Mismatch(actual)
+        if not is_genuine(Path(partial), name, spec):
+            raise _Md5Mismatch(file_md5(Path(partial)))
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):

@@ -27,7 +27,7 @@ def run(settings: Settings) -> int:
     splits = load_splits(settings.data_dir, spec)
     log.info("%s from %s: %d train, %d validation, %d test images", spec.name, settings.data_dir,
              len(splits.train), len(splits.validation), len(splits.test))
-    recipe = resolve_recipe(settings.recipe, settings.model, epochs=settings.epochs, steps=settings.steps,
+    recipe = resolve_recipe(settings.recipe, settings.model, spec.name, epochs=settings.epochs, steps=settings.steps,
                             batch_size=settings.batch_size, learning_rate=settings.learning_rate)
 
     import keras
@@ -64,6 +64,8 @@ def run(settings: Settings) -> int:
             "dataset": spec.name,
             "model": settings.model,
             "class_names": list(spec.class_names),
+            # How the server turns a PNG/JPEG into the 28x28 input this model expects (docs/fashion-mnist.md).
+            "image_preparation": spec.image_preparation,
             "hyperparameters": {"recipe": settings.recipe, **recipe.as_dict(), "steps_run": result.steps,
                                 "epochs_run": result.epochs, "best_step": result.best_step},
             "test_accuracy": test_accuracy,

@@ -43,7 +43,7 @@ def write_report(directory: Path, model: keras.Model, images: np.ndarray, labels
     names = {layer.name for layer in model.layers}
     if {"conv1", "conv2"} <= names:
         written.append(_plot_filters(directory / "conv1_filters.png", model.get_layer("conv1").kernel.numpy()))
-        written += _plot_conv_outputs(directory, model, images[0])
+        written += _plot_conv_outputs(directory, model, images[0], class_names[labels[0]])
     else:
         written.append(_plot_linear_weights(directory / "linear_weights.png",
                                             model.get_layer("logits").kernel.numpy(), class_names))
@@ -111,7 +111,7 @@ def _plot_filters(path: Path, kernel: np.ndarray) -> Path:
     return _save(fig, path)
 
 
-def _plot_conv_outputs(directory: Path, model: keras.Model, image: np.ndarray) -> list[Path]:
+def _plot_conv_outputs(directory: Path, model: keras.Model, image: np.ndarray, label: str) -> list[Path]:
     probe = keras.Model(model.inputs, [model.get_layer("conv1").output, model.get_layer("conv2").output])
     outputs = probe(image[None, :, :, None].astype(np.float32) / 255.0)
     paths = []
@@ -123,7 +123,7 @@ def _plot_conv_outputs(directory: Path, model: keras.Model, image: np.ndarray) -
             ax.set_axis_off()
             if i == 0:
                 ax.imshow(image, cmap="binary")
-                ax.set_title("input", fontsize=8)
+                ax.set_title(f"input: {label}", fontsize=8)
             elif i <= channels.shape[-1]:
                 ax.imshow(channels[:, :, i - 1], cmap="binary", interpolation="nearest")
         fig.suptitle(f"{name} outputs ({channels.shape[-1]} channels, after ReLU) for the first test image")

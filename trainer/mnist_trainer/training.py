@@ -49,6 +49,14 @@ def shift_images(images: np.ndarray, max_shift: int, rng: np.random.Generator) -
     return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
+def flip_images(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Mirrors a random half of the images left-right (a copy; the input is left as it is)."""
+    flipped = images.copy()
+    chosen = rng.random(len(images)) < 0.5
+    flipped[chosen] = images[chosen, :, ::-1]
+    return flipped
+
+
 def make_optimizer(recipe: Recipe, total_steps: int) -> keras.optimizers.Optimizer:
     learning_rate = recipe.learning_rate
     if recipe.schedule == "warmup-cosine":
@@ -95,11 +103,13 @@ class _Window:
                 f"{self.seen / max(self.seconds, 1e-9):.0f} images/s")
 
 
-def _epochs(train_split: Split, batch: int, shift_pixels: int, rng: np.random.Generator):
-    """Endless epochs, each a list of batches of a fresh shuffle (and random shift) of the training split."""
+def _epochs(train_split: Split, batch: int, recipe: Recipe, rng: np.random.Generator):
+    """Endless epochs, each a list of batches of a fresh shuffle (and random shift, flip) of the training split."""
     while True:
         order = rng.permutation(len(train_split))
-        images = shift_images(train_split.images[order], shift_pixels, rng)
+        images = shift_images(train_split.images[order], recipe.shift_pixels, rng)
+        if recipe.flip:
+            images = flip_images(images, rng)
         labels = train_split.labels[order]
         yield [(images[i:i + batch], labels[i:i + batch]) for i in range(0, len(labels), batch)]
 
@@ -109,7 +119,14 @@ def train(model: keras.Model, splits: Splits, recipe: Recipe, seed: int, log_eve
     steps_per_epoch = math.ceil(n_train / batch)
     total_steps = recipe.steps or max(1, round(recipe.epochs * steps_per_epoch))
     optimizer = make_optimizer(recipe, total_steps)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    n_classes = model.output_shape[-1]
+    if recipe.label_smoothing:
+        smoothed = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=recipe.label_smoothing)
+
+        def loss_fn(labels, logits):
+            return smoothed(tf.one_hot(tf.cast(labels, tf.int32), n_classes), logits)
+    else:
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     predictor = Predictor(model)
 
     @tf.function(input_signature=[_IMAGES, _LABELS])
@@ -129,7 +146,7 @@ def train(model: keras.Model, splits: Splits, recipe: Recipe, seed: int, log_eve
     best_weights = None
     started = time.perf_counter()
     step, total, window = 0, _Window(), _Window()
-    for batches in _epochs(splits.train, batch, recipe.shift_pixels, np.random.default_rng(seed)):
+    for batches in _epochs(splits.train, batch, recipe, np.random.default_rng(seed)):
         for images, labels in batches[:total_steps - step]:
             t0 = time.perf_counter()
             loss, correct = train_step(images, labels)
