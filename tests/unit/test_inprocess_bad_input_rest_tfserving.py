@@ -1,6 +1,6 @@
-"""Bad input on TF Serving's REST API (web/tfserving.py), against a real server: each case gets its
-exact HTTP status and a message naming what was wrong, and the server answers a good request on
-the same API correctly right after.
+"""Bad input on TF Serving's REST API (web/tfserving.py), against the in-process server and its fake
+model (tests/support/inprocess.py): each case gets its exact HTTP status and a message naming what
+was wrong, and the server answers a good request on the same API correctly right after.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import urllib.request
 import numpy as np
 import pytest
 
+from tests.support.fake_model import fake_classes
+from tests.support.inprocess import InProcessServer
 from tests.support.synthetic import synthetic_arrays
 
 IMAGES, _ = synthetic_arrays(2, seed=44)
@@ -133,9 +135,16 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
+def server():
+    with InProcessServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def expected_classes(server) -> list[int]:
     status, answer = call(f"{server.http_url}{PREDICT}", GOOD_PREDICT)
     assert status == 200
+    assert answer["predictions"] == fake_classes(IMAGES).tolist()
     return answer["predictions"]
 
 

@@ -1,7 +1,8 @@
 """The bad-input catalogue for KServe v2 REST on the HTTP port: malformed requests sent as raw bytes
 (anything a client library would refuse to build can still be tried). Each case states the exact
 HTTP status and a fragment of the `{"error": ...}` message naming the problem; after each, a good
-request on the same API must still be answered with the gRPC port's classes."""
+request on the same API must still be answered with the gRPC port's classes (the fake model's: the
+server runs in-process, tests/support/inprocess.py)."""
 from __future__ import annotations
 
 import http.client
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 import pytest
 import tritonclient.grpc as triton_grpc
 
+from tests.support.fake_model import fake_classes
+from tests.support.inprocess import InProcessServer
 from tests.support.synthetic import synthetic_arrays
 
 DIGITS, _ = synthetic_arrays(2, seed=61)
@@ -117,6 +120,12 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
+def server():
+    with InProcessServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def connection(server):
     conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
     yield conn
@@ -128,7 +137,9 @@ def grpc_classes(server) -> list[int]:
     with triton_grpc.InferenceServerClient(server.target) as client:
         tensor_in = triton_grpc.InferInput("images", list(DIGITS.shape), "UINT8")
         tensor_in.set_data_from_numpy(DIGITS)
-        return client.infer("mnist", [tensor_in]).as_numpy("classes").tolist()
+        classes = client.infer("mnist", [tensor_in]).as_numpy("classes").tolist()
+    assert classes == fake_classes(DIGITS).tolist()
+    return classes
 
 
 def send(conn: http.client.HTTPConnection, case: Case) -> tuple[int, dict]:

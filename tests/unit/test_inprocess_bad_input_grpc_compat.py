@@ -1,7 +1,8 @@
 """The bad-input catalogue, part 2: the TF Serving and KServe v2 protocols on the same port.
 
-Same rules as part 1 (test_bad_input.py): exact code, a message naming the problem, then a good
-request on the same protocol answered with the right labels.
+Same rules as part 1 (test_inprocess_bad_input_grpc.py): exact code, a message naming the problem,
+then a good request on the same protocol answered with the right labels (the fake model's rule: the
+server runs in-process, tests/support/inprocess.py).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from tritonclient.grpc import service_pb2 as kserve
 
 from tests.support.catalogue import CHANNEL_OPTIONS, Case, assert_refused
+from tests.support.fake_model import fake_classes
+from tests.support.inprocess import InProcessServer
 from tests.support.synthetic import synthetic_arrays
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -213,6 +216,12 @@ CASES = TF_SERVING + KSERVE
 
 
 @pytest.fixture(scope="module")
+def server():
+    with InProcessServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def channel(server):
     with grpc.insecure_channel(server.target, options=CHANNEL_OPTIONS) as chan:
         yield chan
@@ -236,6 +245,7 @@ def good(channel):
         return np.frombuffer(kserve_call(kserve_request.SerializeToString(), timeout=30).raw_output_contents[0],
                              "<i8").tolist()
     reference = tf_labels()
+    assert reference == fake_classes(DIGITS).tolist()
     assert kserve_labels() == reference
 
     def check(case: Case) -> None:

@@ -1,7 +1,9 @@
 """The bad-input catalogue, part 1: our API (mnist_serving.v1.Classifier) and the wire itself.
 
 Every case: the exact status code, a message naming the problem, then a good request on the same
-server answered with the right labels. Part 2 (TF Serving and KServe v2) is test_bad_input_compat.py.
+server answered with the right labels. Part 2 (TF Serving and KServe v2) is
+test_inprocess_bad_input_grpc_compat.py. In-process, against the fake model (tests/support/inprocess.py):
+the right labels are the fake's rule (fake_classes).
 """
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ import zlib
 import grpc
 import numpy as np
 import pytest
+from mnist_client.images import decode_image
 from mnist_serving.v1 import classifier_pb2 as pb
 
 from tests.support.catalogue import CHANNEL_OPTIONS, Case, assert_refused, blank, encode
+from tests.support.fake_model import fake_classes
+from tests.support.inprocess import InProcessServer
 from tests.support.synthetic import synthetic_arrays
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -151,6 +156,12 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
+def server():
+    with InProcessServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def channel(server):
     with grpc.insecure_channel(server.target, options=CHANNEL_OPTIONS) as chan:
         yield chan
@@ -163,6 +174,7 @@ def good(channel):
                                response_deserializer=pb.ClassifyResponse.FromString)
     request = images(encoded(PNG), *map(pixels, (d.tobytes() for d in DIGITS)))
     reference = [p.label for p in call(request, timeout=30).predictions]
+    assert reference == fake_classes(np.stack([decode_image(PNG), *DIGITS])).tolist()
 
     def check() -> None:
         assert [p.label for p in call(request, timeout=30).predictions] == reference

@@ -1,6 +1,7 @@
 """Bad input on our HTTP API (/api/v1, web/classify.py) and on what every route of the port shares
-(unknown routes and methods, content types, the body limit), against a real server: each case gets
-its exact HTTP status and a message naming what was wrong, then a good upload is answered correctly.
+(unknown routes and methods, content types, the body limit), against the in-process server and its
+fake model (tests/support/inprocess.py): each case gets its exact HTTP status and a message naming
+what was wrong, then a good upload is answered correctly (the fake's class of the prepared image).
 """
 from __future__ import annotations
 
@@ -13,13 +14,17 @@ import uuid
 
 import numpy as np
 import pytest
+from mnist_client.images import decode_image
 
 from tests.support.catalogue import blank, encode
+from tests.support.fake_model import fake_classes
+from tests.support.inprocess import InProcessServer
 from tests.support.server_process import HOST
 from tests.support.synthetic import synthetic_arrays
 
-IMAGES, LABELS = synthetic_arrays(2, seed=45)
+IMAGES, _ = synthetic_arrays(2, seed=45)
 PNG = encode(IMAGES[0], "PNG")
+PNG_CLASS = int(fake_classes(decode_image(PNG)[None])[0])  # the fake model's answer to the prepared upload
 CLASSIFY = "/api/v1/classify"
 
 
@@ -103,10 +108,16 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def server():
+    with InProcessServer() as running:
+        yield running
+
+
 def assert_good_upload(server) -> None:
     status, answer, _ = call(server.http_url + CLASSIFY, PNG, "image/png")
     assert status == 200, answer
-    assert [p["label"] for p in answer["predictions"]] == [int(LABELS[0])]
+    assert [p["label"] for p in answer["predictions"]] == [PNG_CLASS]
 
 
 @pytest.mark.parametrize("name,method,path,body,content_type,status,message", CASES, ids=[c[0] for c in CASES])
@@ -130,9 +141,10 @@ def test_a_body_declared_over_the_limit_gets_413_from_its_headers(server):
 
 
 def test_the_catalogue_holds_at_least_40_cases_over_the_three_apis():
-    from tests.integration import test_rest_bad_input_kserve, test_rest_bad_input_tfserving
+    from tests.unit import test_inprocess_bad_input_rest_kserve, test_inprocess_bad_input_rest_tfserving
 
-    total = len(CASES) + 1 + len(test_rest_bad_input_tfserving.CASES) + len(test_rest_bad_input_kserve.CASES)
+    total = (len(CASES) + 1 + len(test_inprocess_bad_input_rest_tfserving.CASES)
+             + len(test_inprocess_bad_input_rest_kserve.CASES))
     assert total >= 40, total
 
 
