@@ -6,34 +6,15 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
 from .datasets import DATASETS, default_data_dir
 from .errors import TrainerError
 from .recipes import ARCHITECTURES, RECIPES
+from .settings import Settings
 
 log = logging.getLogger("mnist_trainer")
-
-
-@dataclass(frozen=True)
-class Settings:
-    data_dir: Path
-    model_dir: Path
-    dataset: str
-    model: str
-    recipe: str
-    steps: int | None
-    epochs: float | None
-    batch_size: int | None
-    learning_rate: float | None
-    seed: int
-    skip_if_exists: bool
-    report: bool
-    mirrors: tuple[str, ...] | None
-    threads: int
-    log_every: int
 
 
 def _positive(kind):
@@ -124,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging()
     signal.signal(signal.SIGTERM, _terminate)
     # TensorFlow's C++ start-up chatter would bury the progress lines; set before TensorFlow is imported.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 3, not 2: on a machine without a GPU, CUDA's failed cuInit logs at ERROR level, and only 3 hides it.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         from .job import run  # imports TensorFlow: after argument errors are already reported
 

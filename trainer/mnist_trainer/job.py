@@ -6,11 +6,11 @@ import time
 from datetime import datetime, timezone
 
 from . import __version__
-from .cli import Settings
 from .datasets import DATASETS, load_splits
 from .download import ensure_files
 from .publish import existing_versions, prepare_base, publish
 from .recipes import resolve_recipe
+from .settings import Settings
 
 log = logging.getLogger("mnist_trainer")
 

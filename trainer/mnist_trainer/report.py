@@ -112,7 +112,8 @@ def _plot_filters(path: Path, kernel: np.ndarray) -> Path:
 
 
 def _plot_conv_outputs(directory: Path, model: keras.Model, image: np.ndarray, label: str) -> list[Path]:
-    probe = keras.Model(model.inputs, [model.get_layer("conv1").output, model.get_layer("conv2").output])
+    # inputs[0], not the list: called with one array, a list-input probe warns about the inputs' structure
+    probe = keras.Model(model.inputs[0], [model.get_layer("conv1").output, model.get_layer("conv2").output])
     outputs = probe(image[None, :, :, None].astype(np.float32) / 255.0)
     paths = []
     for name, activation in zip(("conv1", "conv2"), outputs):
