@@ -31,13 +31,15 @@ test: install system-deps
 	$(PY) -m pytest $(PYTEST_ARGS) tests; tests=$$?; exit $$(( tests || audit || runtimes ))
 
 # Every integration test that starts mnist-server, with each runtime forced (MNIST_SERVER_RUNTIME is
-# --runtime's variable; tests that pass --runtime keep theirs). Trainer and bench tests start no server.
+# --runtime's variable; tests that pass --runtime keep theirs). Trainer and bench tests start no server; the
+# page's browser test and the slow-client tests exercise the HTTP side, the same whatever computes the model.
 RUNTIMES ?= tensorflow litert
 runtimes: install system-deps
 	@status=0; for runtime in $(RUNTIMES); do \
 	  echo "== integration tests with MNIST_SERVER_RUNTIME=$$runtime"; \
 	  MNIST_SERVER_RUNTIME=$$runtime $(PY) -m pytest $(PYTEST_ARGS) tests/integration \
-	    --ignore-glob='tests/integration/test_trainer_*' --ignore-glob='tests/integration/test_bench_*' || status=1; \
+	    --ignore-glob='tests/integration/test_trainer_*' --ignore-glob='tests/integration/test_bench_*' \
+	    --ignore=tests/integration/test_web_page.py --ignore=tests/integration/test_http_slow_clients.py || status=1; \
 	done; exit $$status
 
 # Known vulnerabilities in the pinned dependencies (pip-audit): fails on any; says loudly what it could
