@@ -8,11 +8,11 @@ PYTEST_ARGS ?=
 
 .PHONY: install system-deps test audit runtimes unit integration e2e demo bench proto check-proto clean
 
-$(STAMP): requirements/lock.txt client/pyproject.toml server/pyproject.toml trainer/pyproject.toml scripts/perf_analyzer.py
+$(STAMP): requirements/lock.txt proto/pyproject.toml client/pyproject.toml server/pyproject.toml trainer/pyproject.toml scripts/perf_analyzer.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/lock.txt
-	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet --no-deps -e ./client -e ./server -e ./trainer  # setuptools' notice is a warning --quiet does not reach
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet --no-deps -e ./proto -e ./client -e ./server -e ./trainer  # setuptools' notice is a warning --quiet does not reach
 	$(PY) scripts/perf_analyzer.py --install  # Triton's load generator (binary from a pinned wheel)
 	touch $@
 

@@ -1,4 +1,5 @@
-"""Generate the Python gRPC code for our API into client/ (the one generation command).
+"""Generate the Python gRPC code for our API next to its .proto files, in the contract package (the one
+generation command; the package is proto/, distribution mnist-serving-api).
 
 Run from anywhere: `python proto/generate.py` (or `--out DIR` to generate elsewhere, as the
 freshness test does). The proto folder mirrors the package (`mnist_serving/v1/`), so the
@@ -11,7 +12,7 @@ import sys
 from grpc_tools import protoc
 
 PROTO_ROOT = pathlib.Path(__file__).resolve().parent
-OUT_DIR = PROTO_ROOT.parent / "client"
+OUT_DIR = PROTO_ROOT
 
 
 def proto_files() -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mnist_client.idx import read_idx
+from mnist_serving.idx import read_idx
 
 
 def main() -> int:

@@ -22,7 +22,7 @@ from mnist_client.channel import DEFAULT_RETRIES, DEFAULT_TIMEOUT, TARGET_ENV, T
 from mnist_client.cli_classify import classify_files, classify_idx
 from mnist_client.client import MnistClient
 from mnist_client.errors import ClientError
-from mnist_client.idx import read_idx
+from mnist_serving.idx import read_idx
 from mnist_serving.v1 import classifier_pb2
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

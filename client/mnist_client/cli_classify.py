@@ -19,8 +19,8 @@ import numpy as np
 
 from mnist_client.client import MnistClient
 from mnist_client.errors import ClientError
-from mnist_client.idx import IdxError, read_idx
-from mnist_client.images import DEFAULT_PREPARATION, PREPARATIONS, ImageDecodeError, decode_image
+from mnist_serving.idx import IdxError, read_idx
+from mnist_serving.images import DEFAULT_PREPARATION, PREPARATIONS, ImageDecodeError, decode_image
 from mnist_client.results import Prediction
 
 EXIT_OK, EXIT_FAILED = 0, 1

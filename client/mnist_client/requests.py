@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mnist_client.errors import invalid_input
-from mnist_client.images import SIDE, as_uint8, to_pixels
+from mnist_serving.images import SIDE, as_uint8, to_pixels
 from mnist_serving.v1 import classifier_pb2 as pb
 
 ImageLike = Union[np.ndarray, bytes, bytearray, memoryview, str, os.PathLike, Image.Image]

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mnist_client.images import DEFAULT_PREPARATION, PREPARATIONS
+from mnist_serving.images import DEFAULT_PREPARATION, PREPARATIONS
+from mnist_serving.layout import IMAGE_PREPARATION_FIELD, LABELS_FILE, METADATA_FILE
 
 from .errors import ModelLoadError
 
 SIGNATURE_KEY = "serving_default"
 METHOD_NAME = "tensorflow/serving/predict"
-LABELS_FILE = Path("assets") / "labels.txt"
-METADATA_FILE = Path("assets.extra") / "metadata.json"
 REQUIRED_OUTPUTS = ("probabilities", "classes")
 
 
@@ -100,7 +99,7 @@ class LoadedModel:
     def image_preparation(self) -> str:
         """How PNG/JPEG inputs are made into this model's 28x28 images (metadata.json's
         `image_preparation`, checked at load; exports without it are MNIST digits)."""
-        return self.metadata.get("image_preparation", DEFAULT_PREPARATION)
+        return self.metadata.get(IMAGE_PREPARATION_FIELD, DEFAULT_PREPARATION)
 
     @classmethod
     def load(cls, name: str, version: int, path: Path, device: DeviceChoice, runtime: Any,
@@ -139,7 +138,7 @@ class LoadedModel:
             raise ModelLoadError(f"{metadata_path} is not valid JSON: {exc}") from None
         if not isinstance(metadata, dict):
             raise ModelLoadError(f"{metadata_path} must hold a JSON object")
-        preparation = metadata.get("image_preparation", DEFAULT_PREPARATION)
+        preparation = metadata.get(IMAGE_PREPARATION_FIELD, DEFAULT_PREPARATION)
         if preparation not in PREPARATIONS:
             raise ModelLoadError(f"{metadata_path}: image_preparation '{preparation}' is unknown to this "
                                  f"server; it knows {', '.join(PREPARATIONS)}")

@@ -16,12 +16,13 @@ import asyncio
 import enum
 import logging
 import os
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
+
+from mnist_serving import layout
 
 from .batcher import Batcher
 from .config import ModelSource
@@ -31,7 +32,6 @@ from .runtimes import load_model
 
 log = logging.getLogger(__name__)
 
-VERSION_NAME = re.compile(r"^[0-9]{1,18}$")
 
 
 class VersionState(enum.Enum):
@@ -70,17 +70,9 @@ class _ModelState:
 
 
 def scan_versions(base_path: Path) -> dict[int, Path]:
-    """Complete version directories under base_path (raises OSError if it cannot be listed)."""
-    versions = {}
-    with os.scandir(base_path) as entries:
-        for entry in entries:
-            if not VERSION_NAME.match(entry.name) or not entry.is_dir():
-                continue  # dot-dirs (being written), other names
-            path = Path(entry.path)
-            version = int(entry.name)
-            if version > 0 and ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()):
-                versions[version] = path
-    return versions
+    """Complete version directories under base_path (raises OSError if it cannot be listed); the
+    layout's rules are mnist_serving.layout's, which the trainer writes by."""
+    return {number: path for number, path in layout.version_dirs(base_path).items() if layout.is_complete(path)}
 
 
 def _describe(exc: BaseException) -> str:

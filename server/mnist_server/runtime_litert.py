@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelLoadError
-from .model import (METADATA_FILE, METHOD_NAME, SIGNATURE_KEY, SignatureDescription, TensorDescription,
-                    check_signature)
+from mnist_serving.layout import METADATA_FILE, TFLITE_FIELD, TFLITE_FILE
+
+from .model import METHOD_NAME, SIGNATURE_KEY, SignatureDescription, TensorDescription, check_signature
 
 log = logging.getLogger(__name__)
 
 NAME = "litert"
-TFLITE_FILE = "model.tflite"  # the name TF Serving's --prefer_tflite_model reads
-PROOF_KEY = "tflite"  # metadata.json's record of the trainer's check
+PROOF_KEY = TFLITE_FIELD  # metadata.json's record of the trainer's check
 
 
 def version() -> str:

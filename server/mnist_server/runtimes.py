@@ -18,9 +18,11 @@ from typing import Protocol
 
 import numpy as np
 
+from mnist_serving.layout import TFLITE_FILE
+
 from .errors import ModelLoadError
 from .model import DeviceChoice, LoadedModel, SignatureDescription
-from .runtime_litert import TFLITE_FILE, LiteRTRuntime
+from .runtime_litert import LiteRTRuntime
 from .runtime_tensorflow import TensorFlowRuntime, read_signature_def
 
 log = logging.getLogger(__name__)

@@ -81,7 +81,7 @@ def fill_wheelhouse() -> list[Path]:
     WHEELHOUSE.mkdir(exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(WHEELHOUSE),
            "--constraint", str(REPO_ROOT / "requirements" / "lock.txt"),
-           str(REPO_ROOT / "deploy" / "tensorflow-cpu"), str(REPO_ROOT / "client"),
+           str(REPO_ROOT / "deploy" / "tensorflow-cpu"), str(REPO_ROOT / "proto"), str(REPO_ROOT / "client"),
            str(REPO_ROOT / "server"), str(REPO_ROOT / "trainer"),
            "setuptools>=68"]  # the packages' build backend, for pip's isolated builds
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)

@@ -96,7 +96,7 @@ def test_rest_and_the_page_through_the_load_balancer(compose_stack, mnist_dir):
     port, answered like gRPC; the page is served from the container image's package data."""
     import urllib.request
 
-    from mnist_client.idx import read_idx
+    from mnist_serving.idx import read_idx
 
     images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz", count=100)
     labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz", count=100)

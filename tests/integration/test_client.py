@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mnist_client import AsyncMnistClient, ClientError, MnistClient
-from mnist_client.images import decode_image
+from mnist_serving.images import decode_image
 from tests.support.synthetic import synthetic_arrays
 
 PROBABILITY_TOLERANCE = 1e-5  # the same pixels may be batched with different neighbours

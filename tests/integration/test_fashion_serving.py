@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from mnist_client import MnistClient
-from mnist_client.idx import read_idx
-from mnist_client.images import decode_image
+from mnist_serving.idx import read_idx
+from mnist_serving.images import decode_image
 from tests.support.server_process import ServerProcess
 
 PHOTOS = 1000

@@ -131,7 +131,7 @@ def _break_truncated(d: Path):
 def _break_magic(d: Path):
     raw = gzip.decompress((d / TEST_LABELS).read_bytes())
     (d / TEST_LABELS).write_bytes(gzip.compress(b"\x00\x00\x08\x03" + raw[4:]))
-    return TEST_LABELS, "wrong magic number 0x00000803, expected 0x00000801"
+    return TEST_LABELS, "wrong magic number 0x00000803, expected 0x0000TT01"
 
 
 def _break_count(d: Path):

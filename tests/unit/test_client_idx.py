@@ -1,4 +1,4 @@
-"""The client's own IDX reader (the client installs without the trainer)."""
+"""The contract package's IDX reader (mnist_serving.idx), as the client uses it: any element type, `count`."""
 from __future__ import annotations
 
 import gzip
@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from mnist_client.idx import IdxError, parse_idx, read_idx
+from mnist_serving.idx import IdxError, parse_idx, read_idx
 
 
 def _idx(array: np.ndarray, type_code: int) -> bytes:
@@ -38,10 +38,10 @@ def test_big_endian_types_are_converted():
 
 
 @pytest.mark.parametrize("data, problem", [
-    (b"\x01\x00\x08\x01" + struct.pack(">I", 1) + b"\x00", "bad magic"),
-    (b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00", "unknown IDX element type 0x07"),
-    (b"\x00\x00\x08\x03\x00\x00", "truncated IDX header"),
-    (b"\x00\x00\x08\x01" + struct.pack(">I", 3) + b"\x00", "header says [3] (3 bytes of data), file holds 1"),
+    (b"\x01\x00\x08\x01" + struct.pack(">I", 1) + b"\x00", "wrong magic number 0x01000801"),
+    (b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00", "wrong magic number 0x00000701"),
+    (b"\x00\x00\x08\x03\x00\x00", "header ends early: 3 dimensions need 16 bytes"),
+    (b"\x00\x00\x08\x01" + struct.pack(">I", 3) + b"\x00", "holds 1 data bytes, the header's shape (3,) needs 3"),
 ])
 def test_malformed_files_are_explained(data, problem):
     with pytest.raises(IdxError, match=problem.replace("[", r"\[").replace("]", r"\]")
@@ -52,5 +52,5 @@ def test_malformed_files_are_explained(data, problem):
 def test_corrupt_gzip_is_explained(tmp_path):
     path = tmp_path / "broken.gz"
     path.write_bytes(gzip.compress(b"\x00" * 100)[:20])
-    with pytest.raises(IdxError, match="corrupt gzip"):
+    with pytest.raises(IdxError, match="not a readable gzip file"):
         read_idx(path)

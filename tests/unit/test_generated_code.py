@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHECKED_IN = REPO_ROOT / "client"
+CHECKED_IN = REPO_ROOT / "proto"  # the contract package: generated code beside its .proto files
 PACKAGE = "mnist_serving"
 
 
@@ -26,7 +26,8 @@ def _generate(out_dir: Path) -> int:
 
 
 def _generated_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / PACKAGE).rglob("*"))
+    """What protoc writes (`*_pb2*`); the package's own modules (layout, images, idx) are not generated."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / PACKAGE).rglob("*_pb2*"))
             if p.is_file() and "__pycache__" not in p.parts}
 
 

@@ -1,4 +1,4 @@
-"""The two image preparations (mnist_client.images): what each does to a photo-like input, and that
+"""The two image preparations (mnist_serving.images): what each does to a photo-like input, and that
 the server picks the one the export's metadata names."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_client.images import PREPARATIONS, decode_image, fashion_product_style, mnist_style
+from mnist_serving.images import PREPARATIONS, decode_image, fashion_product_style, mnist_style
 
 
 def png(pixels: np.ndarray) -> bytes:

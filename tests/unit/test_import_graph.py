@@ -104,3 +104,29 @@ def test_the_server_imports_only_downwards():
     for module in adapters:
         around = graph[module] & {"mnist_server.repository", "mnist_server.batcher", "mnist_server.runtimes"}
         assert not around, f"{module} reaches around the inference core: {sorted(around)}"
+
+
+def test_the_server_and_the_trainer_do_not_depend_on_the_client():
+    """They share the contract package (proto/, mnist-serving-api) instead: upgrading mnist-client cannot
+    change how the server behaves."""
+    import subprocess
+    import sys
+    import tomllib
+
+    for part in ("server", "trainer"):
+        project = tomllib.loads((REPO_ROOT / part / "pyproject.toml").read_text())["project"]
+        names = [dep.split(">")[0].split("=")[0].split("[")[0].strip() for dep in project["dependencies"]]
+        assert "mnist-client" not in names and "mnist-serving-api" in names, (part, names)
+    for package in ("mnist_server", "mnist_trainer"):
+        for path in PACKAGES[package].rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                           else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                assert not any(m.split(".")[0] == "mnist_client" for m in modules), path
+    # and it runs with the client package absent (imports of it fail)
+    blocker = ("import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.split('.')[0] == 'mnist_client':\n            raise ImportError('no mnist_client')\n"
+               "sys.meta_path.insert(0, Block())\n"
+               "import mnist_server.app, mnist_server.web.server, mnist_server.__main__\nprint('ok')\n")
+    result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]

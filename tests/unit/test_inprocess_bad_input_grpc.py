@@ -14,7 +14,7 @@ import zlib
 import grpc
 import numpy as np
 import pytest
-from mnist_client.images import decode_image
+from mnist_serving.images import decode_image
 from mnist_serving.v1 import classifier_pb2 as pb
 
 from tests.support.catalogue import CHANNEL_OPTIONS, Case, assert_refused, blank, encode

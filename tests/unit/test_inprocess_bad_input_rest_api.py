@@ -14,7 +14,7 @@ import uuid
 
 import numpy as np
 import pytest
-from mnist_client.images import decode_image
+from mnist_serving.images import decode_image
 
 from tests.support.catalogue import blank, encode
 from tests.support.fake_model import fake_classes

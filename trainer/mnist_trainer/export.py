@@ -11,13 +11,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from mnist_serving.layout import LABELS_FILE, METADATA_FILE
 
 from .training import to_model_input
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
-LABELS_FILE = Path("assets") / "labels.txt"
-METADATA_FILE = Path("assets.extra") / "metadata.json"
 _BATCH = 1000
 
 

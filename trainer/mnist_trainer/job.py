@@ -5,6 +5,8 @@ import logging
 import time
 from datetime import datetime, timezone
 
+from mnist_serving.layout import CLASS_NAMES_FIELD, IMAGE_PREPARATION_FIELD, TFLITE_FIELD
+
 from . import __version__
 from .datasets import DATASETS, load_splits
 from .download import ensure_files
@@ -63,9 +65,9 @@ def run(settings: Settings) -> int:
         metadata = {
             "dataset": spec.name,
             "model": settings.model,
-            "class_names": list(spec.class_names),
+            CLASS_NAMES_FIELD: list(spec.class_names),
             # How the server turns a PNG/JPEG into the 28x28 input this model expects (docs/fashion-mnist.md).
-            "image_preparation": spec.image_preparation,
+            IMAGE_PREPARATION_FIELD: spec.image_preparation,
             "hyperparameters": {"recipe": settings.recipe, **recipe.as_dict(), "steps_run": result.steps,
                                 "epochs_run": result.epochs, "best_step": result.best_step},
             "test_accuracy": test_accuracy,
@@ -81,7 +83,7 @@ def run(settings: Settings) -> int:
             "signature": {"name": "serving_default", "inputs": {"images": "uint8 [-1, 28, 28]"},
                           "outputs": {"probabilities": "float32 [-1, 10]", "classes": "int64 [-1]",
                                       "logits": "float32 [-1, 10]"}},
-            "tflite": tflite,
+            TFLITE_FIELD: tflite,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_metadata(staging, metadata)

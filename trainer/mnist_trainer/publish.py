@@ -14,18 +14,18 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from mnist_serving import layout
+from mnist_serving.layout import STAGING_PREFIX
+
 from .errors import ExportError
 
 log = logging.getLogger(__name__)
 
-STAGING_PREFIX = ".tmp-"
-
-
 def existing_versions(base: Path) -> list[int]:
-    """The integer version directories in `base`, ascending (dot-directories and other names ignored)."""
+    """The version directories in `base`, ascending (mnist_serving.layout's rule, which the server reads by)."""
     if not base.is_dir():
         return []
-    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and p.is_dir())
+    return sorted(layout.version_dirs(base))
 
 
 def prepare_base(base: Path) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from mnist_serving.layout import TFLITE_FILE
 
 from .errors import ExportError
 from .export import SIGNATURE
 
-TFLITE_FILE = "model.tflite"  # the name TF Serving's --prefer_tflite_model reads
 CONVERTER = "TFLiteConverter.from_concrete_functions"
 TOLERANCE = 1e-5  # max |probability difference|; a float32 conversion (no optimisations) stays well below
 _CHUNK = 1000  # images per interpreter call: bounds the interpreter's tensor memory

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from mnist_client.channel import DEFAULT_TIMEOUT, TlsConfig
-from mnist_client.images import SIDE
+from mnist_serving.images import SIDE
 from mnist_client.requests import build_request
 from mnist_serving.v1 import classifier_pb2 as pb
 

@@ -10,7 +10,7 @@ from typing import AsyncIterator
 
 import grpc
 import numpy as np
-from mnist_client.images import ImageDecodeError, decode_image, decoded_pixels
+from mnist_serving.images import ImageDecodeError, decode_image, decoded_pixels
 from mnist_serving.v1 import classifier_pb2, classifier_pb2_grpc
 
 from ..config import Settings
