@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test audit runtimes unit integration e2e demo bench proto check-proto clean
+.PHONY: install system-deps test lint audit runtimes unit integration e2e demo bench proto check-proto clean
 
 $(STAMP): requirements/lock.txt proto/pyproject.toml client/pyproject.toml server/pyproject.toml trainer/pyproject.toml scripts/perf_analyzer.py
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,14 @@ install: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
-# The dependency audit, the integration tests that start our server once per runtime besides the
+# Lint and types, the dependency audit, the integration tests that start our server once per runtime besides the
 # default (auto), then the whole suite (each runs even when another fails; any failing fails `make test`).
 # The whole suite goes last so its summary is the run's closing line.
 test: install system-deps
+	$(MAKE) --no-print-directory lint; lint=$$?; \
 	$(MAKE) --no-print-directory audit; audit=$$?; \
 	$(MAKE) --no-print-directory runtimes; runtimes=$$?; \
-	$(PY) -m pytest $(PYTEST_ARGS) tests; tests=$$?; exit $$(( tests || audit || runtimes ))
+	$(PY) -m pytest $(PYTEST_ARGS) tests; tests=$$?; exit $$(( tests || lint || audit || runtimes ))
 
 # Every integration test that starts mnist-server, with each runtime forced (MNIST_SERVER_RUNTIME is
 # --runtime's variable; tests that pass --runtime keep theirs). Trainer and bench tests start no server; the
@@ -41,6 +42,13 @@ runtimes: install system-deps
 	    --ignore-glob='tests/integration/test_trainer_*' --ignore-glob='tests/integration/test_bench_*' \
 	    --ignore=tests/integration/test_web_page.py --ignore=tests/integration/test_http_slow_clients.py || status=1; \
 	done; exit $$status
+
+# Lint, import order and formatting (ruff), types (mypy on the contract, client and server packages);
+# settings in the root pyproject.toml. `.venv/bin/ruff format .` and `ruff check --fix .` repair most findings.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Known vulnerabilities in the pinned dependencies (pip-audit): fails on any; says loudly what it could
 # not check (AUDIT=strict fails then too, AUDIT=off skips) - see scripts/audit-dependencies.sh.

@@ -13,6 +13,7 @@ stdout. Each model is loaded on first use; nothing else runs in the process whil
     python -m benchmarks.compute_ceiling --model-dir BASE          # worker (stdin/stdout)
     python -m benchmarks.compute_ceiling --model-dir BASE --once tensorflow:1,8,64 --once litert:1,64
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,13 +78,13 @@ class ComputeCeiling:
             self._calls[key] = RUNTIMES[runtime](self.version_dir, threads)
         return self._calls[key]
 
-    def measure(self, runtime: str, threads: int, batch: int, seconds: float,
-                busy_python_thread: bool = False) -> dict:
+    def measure(self, runtime: str, threads: int, batch: int, seconds: float, busy_python_thread: bool = False) -> dict:
         """busy_python_thread: a second thread runs pure Python meanwhile, as a server's event loop
         does; it holds the GIL that the calling thread needs back after the runtime computes."""
         call = self.call_for(runtime, threads)
         images = self._images.setdefault(
-            batch, np.random.default_rng(batch).integers(0, 256, (batch, 28, 28), dtype=np.uint8))
+            batch, np.random.default_rng(batch).integers(0, 256, (batch, 28, 28), dtype=np.uint8)
+        )
         for _ in range(WARMUP_CALLS):
             call(images)
         latencies = []
@@ -95,8 +96,14 @@ class ComputeCeiling:
                 call(images)
                 latencies.append(time.perf_counter() - began)
             elapsed = time.perf_counter() - start
-        return {"runtime": runtime, "threads": threads, "batch": batch, "calls": len(latencies),
-                "images_per_s": batch * len(latencies) / elapsed, **latency_summary(latencies)}
+        return {
+            "runtime": runtime,
+            "threads": threads,
+            "batch": batch,
+            "calls": len(latencies),
+            "images_per_s": batch * len(latencies) / elapsed,
+            **latency_summary(latencies),
+        }
 
 
 class _Nothing:
@@ -111,7 +118,7 @@ class _BusyPythonThread:
     """A thread looping in Python bytecode (never blocking, so it gives the GIL up only when
     CPython's switch interval forces it), for the duration of a `with` block."""
 
-    def __enter__(self) -> "_BusyPythonThread":
+    def __enter__(self) -> _BusyPythonThread:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, name="busy-python", daemon=True)
         self._thread.start()
@@ -133,16 +140,25 @@ def serve_stdin(ceiling: ComputeCeiling) -> None:
         if not line.strip():
             continue
         request = json.loads(line)
-        result = ceiling.measure(request["runtime"], int(request.get("threads", 0)), int(request["batch"]),
-                                 float(request["seconds"]), bool(request.get("busy_python_thread")))
+        result = ceiling.measure(
+            request["runtime"],
+            int(request.get("threads", 0)),
+            int(request["batch"]),
+            float(request["seconds"]),
+            bool(request.get("busy_python_thread")),
+        )
         print(json.dumps(result), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--once", action="append", metavar="RUNTIME[/THREADS]:BATCHES",
-                        help="e.g. tensorflow:1,8,64 or litert/1:1,64 - measure each, print JSON, exit")
+    parser.add_argument(
+        "--once",
+        action="append",
+        metavar="RUNTIME[/THREADS]:BATCHES",
+        help="e.g. tensorflow:1,8,64 or litert/1:1,64 - measure each, print JSON, exit",
+    )
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
     ceiling = ComputeCeiling(args.model_dir)

@@ -5,6 +5,7 @@ RSS counts every page a process maps, TensorFlow's shared libraries included; PS
 shared page among the processes mapping it, so it is the fairer figure when several servers run
 on one machine (both summed over the server's process tree, from /proc).
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,13 @@ def server_footprint(spec: ServerSpec, starts: int, warmup: float, log_dir: Path
             runtimes.update(server.model_runtimes())
         finally:
             server.stop()
-    return {"runtime": ", ".join(sorted(runtimes)) or None, "starts_s": ready, "ready_s": summary(ready),
-            "rss_mb": summary(rss), "pss_mb": summary(pss)}
+    return {
+        "runtime": ", ".join(sorted(runtimes)) or None,
+        "starts_s": ready,
+        "ready_s": summary(ready),
+        "rss_mb": summary(rss),
+        "pss_mb": summary(pss),
+    }
 
 
 def probe(model_file: Path, with_tensorflow: bool, log_path: Path) -> dict:
@@ -55,8 +61,9 @@ def probe(model_file: Path, with_tensorflow: bool, log_path: Path) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     with open(log_path, "w") as log:
         launched = time.monotonic()
-        proc = subprocess.Popen(args, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                text=True, env=env)
+        proc = subprocess.Popen(
+            args, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env
+        )
         watchdog = threading.Timer(PROBE_TIMEOUT_S, proc.kill)  # a hung import must not hang the run
         watchdog.start()
         try:
@@ -85,11 +92,15 @@ def litert_only(model_dir: Path, runs: int, log_dir: Path) -> dict:
     for attempt in range(runs):
         for name, with_tensorflow in kinds.items():
             samples[name].append(probe(model_file, with_tensorflow, log_dir / f"probe-{attempt}-{with_tensorflow}.log"))
-    return {name: {key: summary([sample[key] for sample in taken]) for key in ("ready_s", "rss_mb", "pss_mb")}
-            for name, taken in samples.items()}
+    return {
+        name: {key: summary([sample[key] for sample in taken]) for key in ("ready_s", "rss_mb", "pss_mb")}
+        for name, taken in samples.items()
+    }
 
 
 def measure(specs: list[ServerSpec], model_dir: Path, starts: int, warmup: float, log_dir: Path) -> dict:
     """The phase: every configuration in `specs`, then the LiteRT-only probes."""
-    return {"servers": {spec.label: server_footprint(spec, starts, warmup, log_dir) for spec in specs},
-            "probes": litert_only(model_dir, starts, log_dir)}
+    return {
+        "servers": {spec.label: server_footprint(spec, starts, warmup, log_dir) for spec in specs},
+        "probes": litert_only(model_dir, starts, log_dir),
+    }

@@ -6,6 +6,7 @@ which imports it, does): the difference between the two is TensorFlow's import c
 
     python -m benchmarks.litert_probe VERSION_DIR/model.tflite [--with-tensorflow] [--threads N]
 """
+
 from __future__ import annotations
 
 import argparse

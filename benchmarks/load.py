@@ -1,5 +1,6 @@
 """One measurement: drive a server with `mnist-client bench` and return a flat sample:
 images/s, latency percentiles, and the CPU both sides used."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,13 +30,18 @@ class Point:
         return f"c{self.concurrency} b{self.batch}"
 
 
-def measure_server(server: ServerProcess, point: Point, seconds: float, warmup: float,
-                   processes: int = 1) -> dict:
+def measure_server(server: ServerProcess, point: Point, seconds: float, warmup: float, processes: int = 1) -> dict:
     """Runs the load tester against `server` at `point`; adds the server's CPU use meanwhile."""
-    config = BenchConfig(server.target, concurrency=point.concurrency, batch=point.batch,
-                         rate=point.rate, duration=seconds, warmup=warmup,
-                         processes=min(processes, point.concurrency),
-                         timeout=REQUEST_TIMEOUT_S)
+    config = BenchConfig(
+        server.target,
+        concurrency=point.concurrency,
+        batch=point.batch,
+        rate=point.rate,
+        duration=seconds,
+        warmup=warmup,
+        processes=min(processes, point.concurrency),
+        timeout=REQUEST_TIMEOUT_S,
+    )
     batching_before = server.batching_counters()
     cpu_before = server.cpu_seconds()
     result = run_bench(config, IMAGES, progress=None)
@@ -76,11 +82,13 @@ def batching_summary(before: dict | None, after: dict | None, elapsed: float) ->
         return {}
     delta = {key: after[key] - before[key] for key in after}
     batches, waits = delta["batch_size_count"], delta["queue_wait_seconds_count"]
-    return {"mean_batch": delta["batch_size_sum"] / batches if batches else None,
-            "mean_queue_wait_ms": 1e3 * delta["queue_wait_seconds_sum"] / waits if waits else None,
-            "model_busy": delta["compute_seconds_sum"] / elapsed,
-            # a model call in the server, against the same call alone (compute ceiling): GIL contention shows here
-            "mean_call_ms": 1e3 * delta["compute_seconds_sum"] / batches if batches else None}
+    return {
+        "mean_batch": delta["batch_size_sum"] / batches if batches else None,
+        "mean_queue_wait_ms": 1e3 * delta["queue_wait_seconds_sum"] / waits if waits else None,
+        "model_busy": delta["compute_seconds_sum"] / elapsed,
+        # a model call in the server, against the same call alone (compute ceiling): GIL contention shows here
+        "mean_call_ms": 1e3 * delta["compute_seconds_sum"] / batches if batches else None,
+    }
 
 
 def sweep_rates(saturation_rps: float, fractions: tuple[float, ...]) -> list[float]:

@@ -11,6 +11,7 @@ restarts, hot reload, one process per version, failure isolation).
 
     python -m benchmarks.model_process_prototype --model-dir BASE [mnist-server flags]
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,9 +28,9 @@ CLASSES = 10
 
 def _child(connection, model_path: str, intra_op_threads: int) -> None:
     """Loads the SavedModel and answers batches until the pipe closes."""
-    from mnist_server.runtime_tensorflow import disable_thread_spinning
-
     import tensorflow as tf
+
+    from mnist_server.runtime_tensorflow import disable_thread_spinning
 
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -43,17 +44,24 @@ def _child(connection, model_path: str, intra_op_threads: int) -> None:
             return
         images = np.frombuffer(data, np.uint8).reshape(-1, 28, 28)
         outputs = signature(images=tf.constant(images))
-        connection.send_bytes(b"".join((outputs["probabilities"].numpy().astype(np.float32).tobytes(),
-                                        outputs["logits"].numpy().astype(np.float32).tobytes(),
-                                        outputs["classes"].numpy().astype(np.int64).tobytes())))
+        connection.send_bytes(
+            b"".join(
+                (
+                    outputs["probabilities"].numpy().astype(np.float32).tobytes(),
+                    outputs["logits"].numpy().astype(np.float32).tobytes(),
+                    outputs["classes"].numpy().astype(np.int64).tobytes(),
+                )
+            )
+        )
 
 
 class ChildModel:
     def __init__(self, model_path: Path, intra_op_threads: int):
         context = multiprocessing.get_context("spawn")
         self._connection, child_end = context.Pipe()
-        self._process = context.Process(target=_child, args=(child_end, str(model_path), intra_op_threads),
-                                        daemon=True, name="model-child")
+        self._process = context.Process(
+            target=_child, args=(child_end, str(model_path), intra_op_threads), daemon=True, name="model-child"
+        )
         self._process.start()
         if self._connection.recv_bytes() != b"ready":
             raise RuntimeError("model child did not start")
@@ -75,9 +83,11 @@ class ChildModel:
         data = await answer
         count = len(images)
         floats = count * CLASSES
-        return {"probabilities": np.frombuffer(data, np.float32, floats, 0).reshape(count, CLASSES),
-                "logits": np.frombuffer(data, np.float32, floats, 4 * floats).reshape(count, CLASSES),
-                "classes": np.frombuffer(data, np.int64, count, 8 * floats)}
+        return {
+            "probabilities": np.frombuffer(data, np.float32, floats, 0).reshape(count, CLASSES),
+            "logits": np.frombuffer(data, np.float32, floats, 4 * floats).reshape(count, CLASSES),
+            "classes": np.frombuffer(data, np.int64, count, 8 * floats),
+        }
 
 
 def _patch_server() -> None:

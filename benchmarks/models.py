@@ -1,4 +1,5 @@
 """The model every configuration serves: one the real trainer exported (trained once, then cached)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,14 +15,19 @@ CACHED_MODEL_DIR = REPO_ROOT / ".cache" / "bench" / "models" / "mnist"
 TRAINING_STEPS = 300
 TFLITE_FILE = "model.tflite"  # the LiteRT runtime's file, exported by the trainer beside saved_model.pb
 METADATA_FILE = Path("assets.extra") / "metadata.json"
-MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 def find_latest_version(base: Path) -> Path | None:
     """The highest complete numbered version under a model base path (the server's policy), or None."""
-    versions = [p for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()] \
-        if base.is_dir() else []
+    versions = (
+        [p for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()] if base.is_dir() else []
+    )
     return max(versions, key=lambda p: int(p.name)) if versions else None
 
 
@@ -57,17 +63,28 @@ def ensure_model(model_dir: Path | None) -> Path:
     or if it predates a proven model.tflite (then the trainer publishes the next version, with one)."""
     if model_dir is not None:
         if not has_proven_tflite(latest_version(model_dir)):  # fails early with a clear message
-            raise SystemExit(f"{latest_version(model_dir)} has no {TFLITE_FILE} proven by mnist-trainer; the LiteRT "
-                             "variants need one (re-export the model with mnist-trainer)")
+            raise SystemExit(
+                f"{latest_version(model_dir)} has no {TFLITE_FILE} proven by mnist-trainer; the LiteRT "
+                "variants need one (re-export the model with mnist-trainer)"
+            )
         return model_dir
     cached = find_latest_version(CACHED_MODEL_DIR)
     if cached is not None and has_proven_tflite(cached):
         return CACHED_MODEL_DIR
-    command = [sys.executable, "-m", "mnist_trainer", "--model-dir", str(CACHED_MODEL_DIR),
-               "--steps", str(TRAINING_STEPS), "--seed", "1", "--no-report"]
+    command = [
+        sys.executable,
+        "-m",
+        "mnist_trainer",
+        "--model-dir",
+        str(CACHED_MODEL_DIR),
+        "--steps",
+        str(TRAINING_STEPS),
+        "--seed",
+        "1",
+        "--no-report",
+    ]
     data_dir = local_mnist_dir()
     if data_dir is not None:  # otherwise the trainer downloads MNIST into its cache
         command += ["--data-dir", str(data_dir)]
-    subprocess.run(command, check=True, cwd=REPO_ROOT, timeout=900,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(command, check=True, cwd=REPO_ROOT, timeout=900, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return CACHED_MODEL_DIR

@@ -7,6 +7,7 @@ It implements our `Classifier.Classify` so the same load tester drives it and ou
 
     python -m benchmarks.naive_server --model-dir BASE [--port P] [--workers 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,7 @@ class NaiveClassifier(classifier_pb2_grpc.ClassifierServicer):
             packed = request.packed
             images = np.frombuffer(packed.data, np.uint8).reshape(packed.count, SIDE, SIDE)
         else:
-            images = np.stack([np.frombuffer(image.pixels, np.uint8).reshape(SIDE, SIDE)
-                               for image in request.images])
+            images = np.stack([np.frombuffer(image.pixels, np.uint8).reshape(SIDE, SIDE) for image in request.images])
         outputs = self.predict(images=tf.constant(images))
         probabilities = outputs["probabilities"].numpy()
         classes = outputs["classes"].numpy()
@@ -52,17 +52,21 @@ class NaiveClassifier(classifier_pb2_grpc.ClassifierServicer):
             model_version=int(self.version_dir.name),
             request_id=request.request_id,
             predictions=[
-                classifier_pb2.Prediction(label=int(label), class_name=self.class_names[label],
-                                          probabilities=probs)
+                classifier_pb2.Prediction(label=int(label), class_name=self.class_names[label], probabilities=probs)
                 for label, probs in zip(classes, probabilities)
             ],
         )
 
     def GetModelInfo(self, request, context):
         return classifier_pb2.GetModelInfoResponse(
-            name=self.model_name, version=int(self.version_dir.name),
-            loaded_versions=[int(self.version_dir.name)], input_shape=[-1, SIDE, SIDE],
-            input_dtype="uint8", class_names=self.class_names, device="cpu")
+            name=self.model_name,
+            version=int(self.version_dir.name),
+            loaded_versions=[int(self.version_dir.name)],
+            input_shape=[-1, SIDE, SIDE],
+            input_dtype="uint8",
+            class_names=self.class_names,
+            device="cpu",
+        )
 
 
 def serve(model_dir: Path, host: str, port: int, workers: int) -> None:

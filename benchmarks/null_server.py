@@ -6,6 +6,7 @@ plus the health service, so `mnist-client classify|info|health|bench` all work a
 
     python -m benchmarks.null_server --port 8600     # prints "listening on 127.0.0.1:8600"
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from mnist_server.__main__ import run_event_loop
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc as pb_grpc
-from mnist_server.__main__ import run_event_loop
 
 SERVICE = "mnist_serving.v1.Classifier"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -43,14 +44,17 @@ class NullClassifier(pb_grpc.ClassifierServicer):
         response = self._canned.get(count)
         if response is None:
             prediction = pb.Prediction(label=0, class_name="0", probabilities=[1.0] + [0.0] * 9)
-            response = pb.ClassifyResponse(model_name=self._model_name, model_version=MODEL_VERSION,
-                                           predictions=[prediction] * count)
+            response = pb.ClassifyResponse(
+                model_name=self._model_name, model_version=MODEL_VERSION, predictions=[prediction] * count
+            )
             self._canned[count] = response
         if request.request_id:
-            response = pb.ClassifyResponse(model_name=response.model_name,
-                                           model_version=MODEL_VERSION,
-                                           predictions=response.predictions,
-                                           request_id=request.request_id)
+            response = pb.ClassifyResponse(
+                model_name=response.model_name,
+                model_version=MODEL_VERSION,
+                predictions=response.predictions,
+                request_id=request.request_id,
+            )
         return response
 
     async def Classify(self, request, context):
@@ -62,14 +66,25 @@ class NullClassifier(pb_grpc.ClassifierServicer):
 
     async def GetModelInfo(self, request, context):
         return pb.GetModelInfoResponse(
-            name=self._model_name, version=MODEL_VERSION, loaded_versions=[MODEL_VERSION],
-            input_shape=[-1, 28, 28], input_dtype="uint8", class_names=CLASS_NAMES,
-            metadata_json=json.dumps({"null_server": True}), device="cpu", max_batch_size=128)
+            name=self._model_name,
+            version=MODEL_VERSION,
+            loaded_versions=[MODEL_VERSION],
+            input_shape=[-1, 28, 28],
+            input_dtype="uint8",
+            class_names=CLASS_NAMES,
+            metadata_json=json.dumps({"null_server": True}),
+            device="cpu",
+            max_batch_size=128,
+        )
 
 
 async def serve(host: str, port: int, model_name: str = "mnist") -> None:
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+    )
     pb_grpc.add_ClassifierServicer_to_server(NullClassifier(model_name), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -124,8 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--model-name", default="mnist")
-    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
-                        help="the same loop choice as mnist-server's, so the ceiling stays a ceiling")
+    parser.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the same loop choice as mnist-server's, so the ceiling stays a ceiling",
+    )
     args = parser.parse_args(argv)
     run_event_loop(serve(args.host, args.port, args.model_name), args.event_loop)
     return 0

@@ -1,4 +1,5 @@
 """The measuring phases of one run. Each returns plain JSON-able data for the report."""
+
 from __future__ import annotations
 
 import random
@@ -23,14 +24,16 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def closed_loop(servers: list[ServerProcess], compute: ComputeWorker, runtimes: list[ComputeRuntime],
-                plan: Plan) -> tuple[dict, dict]:
+def closed_loop(
+    servers: list[ServerProcess], compute: ComputeWorker, runtimes: list[ComputeRuntime], plan: Plan
+) -> tuple[dict, dict]:
     """All configurations, round after round; within a round the order is shuffled so slow
     drifts in background load fall on every configuration alike. Each round starts with the
     compute ceiling of every runtime at every batch."""
     shuffle = random.Random(7).shuffle
-    compute_rounds: dict[str, dict[str, list]] = {r.label: {f"b{b}": [] for b in plan.compute_batches}
-                                                  for r in runtimes}
+    compute_rounds: dict[str, dict[str, list]] = {
+        r.label: {f"b{b}": [] for b in plan.compute_batches} for r in runtimes
+    }
     closed: dict[str, dict[str, list]] = {s.spec.label: {} for s in servers}
     for round_index in range(plan.rounds):
         for runtime in runtimes:
@@ -104,7 +107,7 @@ class RssSampler:
             if self._stop.wait(self.interval):
                 return
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -120,12 +123,17 @@ def soak(server: ServerProcess, plan: Plan) -> dict:
     with RssSampler(server, interval) as sampler:
         for _ in range(plan.soak_windows):
             windows.append(measure_server(server, SOAK_POINT, plan.soak_window_seconds, plan.warmup))
-    result = {"point": SOAK_POINT.key, "windows": windows,
-              "rss_samples": [{"t_s": t, "rss_mb": rss / 2**20} for t, rss in sampler.samples],
-              **memory_trend(sampler.samples)}
+    result = {
+        "point": SOAK_POINT.key,
+        "windows": windows,
+        "rss_samples": [{"t_s": t, "rss_mb": rss / 2**20} for t, rss in sampler.samples],
+        **memory_trend(sampler.samples),
+    }
     if result["growth_pct"] is not None:
-        log(f"soak: RSS {result['rss_settled_mb']:.0f} -> {result['rss_end_mb']:.0f} MB, "
-            f"slope {result['slope_mb_per_min']:+.2f} MB/min")
+        log(
+            f"soak: RSS {result['rss_settled_mb']:.0f} -> {result['rss_end_mb']:.0f} MB, "
+            f"slope {result['slope_mb_per_min']:+.2f} MB/min"
+        )
     return result
 
 
@@ -137,6 +145,11 @@ def memory_trend(samples: list[tuple[float, int]]) -> dict:
     t = np.array([s[0] for s in settled]) / 60.0
     mb = np.array([s[1] for s in settled]) / 2**20
     slope = float(np.polyfit(t, mb, 1)[0]) if len(settled) >= 2 and np.ptp(t) > 0 else 0.0
-    return {"rss_settled_mb": float(mb[0]), "rss_end_mb": float(mb[-1]), "rss_max_mb": float(mb.max()),
-            "slope_mb_per_min": slope, "settled_minutes": float(np.ptp(t)),
-            "growth_pct": float(100 * (mb[-1] - mb[0]) / mb[0])}
+    return {
+        "rss_settled_mb": float(mb[0]),
+        "rss_end_mb": float(mb[-1]),
+        "rss_max_mb": float(mb.max()),
+        "slope_mb_per_min": slope,
+        "settled_minutes": float(np.ptp(t)),
+        "growth_pct": float(100 * (mb[-1] - mb[0]) / mb[0]),
+    }

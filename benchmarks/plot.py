@@ -1,4 +1,5 @@
 """The latency-throughput plot (PNG) from the open-loop rate sweep."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-STYLE = {"ours": dict(color="tab:blue", marker="o"), "naive": dict(color="tab:red", marker="s"),
-         "null": dict(color="tab:gray", marker="^", linestyle="--")}
+STYLE = {
+    "ours": dict(color="tab:blue", marker="o"),
+    "naive": dict(color="tab:red", marker="s"),
+    "null": dict(color="tab:gray", marker="^", linestyle="--"),
+}
 
 
 def draw(results: dict, path: Path) -> None:
@@ -31,8 +35,9 @@ def draw(results: dict, path: Path) -> None:
         axis.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=8, loc="upper left")
     machine = results["machine"]
-    figure.suptitle(f"mnist-serving vs a naive server — {machine['cpu']}, {machine['cores']} cores, "
-                    f"{machine['date']}", fontsize=9)
+    figure.suptitle(
+        f"mnist-serving vs a naive server — {machine['cpu']}, {machine['cores']} cores, {machine['date']}", fontsize=9
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -3,6 +3,7 @@
 Every server (null, naive, ours) is started the same way and declared ready on its first
 answered Classify, so "time to ready" means the same thing for all of them.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_LINE = re.compile(r"listening on (\S+):(\d+)")
 PROBE_RETRY_S = 0.05
 METRICS_PREFIX = "mnist_serving_"
-BATCH_COUNTERS = ("batch_size_count", "batch_size_sum", "compute_seconds_sum",
-                  "queue_wait_seconds_sum", "queue_wait_seconds_count")
+BATCH_COUNTERS = (
+    "batch_size_count",
+    "batch_size_sum",
+    "compute_seconds_sum",
+    "queue_wait_seconds_sum",
+    "queue_wait_seconds_count",
+)
 STOP_TIMEOUT_S = 15.0
 
 
@@ -58,18 +64,31 @@ class ServerSpec:
 
 
 def ours(label: str, model_dir: Path, *flags: str, note: str = "", all_points: bool = False) -> ServerSpec:
-    return ServerSpec(label, "ours", "mnist_server", ("--model-dir", str(model_dir), *flags),
-                      prints_port=False, note=note, all_points=all_points)
+    return ServerSpec(
+        label,
+        "ours",
+        "mnist_server",
+        ("--model-dir", str(model_dir), *flags),
+        prints_port=False,
+        note=note,
+        all_points=all_points,
+    )
 
 
 def naive(model_dir: Path) -> ServerSpec:
-    return ServerSpec("naive", "naive", "benchmarks.naive_server", ("--model-dir", str(model_dir)),
-                      note="sync gRPC, 10 threads, one model call per request")
+    return ServerSpec(
+        "naive",
+        "naive",
+        "benchmarks.naive_server",
+        ("--model-dir", str(model_dir)),
+        note="sync gRPC, 10 threads, one model call per request",
+    )
 
 
 def null() -> ServerSpec:
-    return ServerSpec("rpc ceiling", "null", "benchmarks.null_server", (),
-                      note="asyncio gRPC, canned answers, no model")
+    return ServerSpec(
+        "rpc ceiling", "null", "benchmarks.null_server", (), note="asyncio gRPC, canned answers, no model"
+    )
 
 
 @dataclass
@@ -83,11 +102,11 @@ class ServerProcess:
     _launched: float = field(default=0.0, repr=False)
     http_port: int | None = None  # ours: /metrics, for batch sizes and model busy time
 
-    def start(self, timeout: float = 120.0) -> "ServerProcess":
+    def start(self, timeout: float = 120.0) -> ServerProcess:
         """Starts the server and returns once it answered a Classify; records `ready_s`."""
         return self.launch().wait_ready(timeout)
 
-    def launch(self) -> "ServerProcess":
+    def launch(self) -> ServerProcess:
         """Starts the process without waiting (start several, then wait for each)."""
         args = list(self.spec.args)
         if self.spec.prints_port:
@@ -98,12 +117,17 @@ class ServerProcess:
             self.target = f"127.0.0.1:{port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._launched = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", self.spec.module, *args], cwd=REPO_ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.spec.module, *args],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         threading.Thread(target=self._drain_output, daemon=True).start()
         return self
 
-    def wait_ready(self, timeout: float = 120.0) -> "ServerProcess":
+    def wait_ready(self, timeout: float = 120.0) -> ServerProcess:
         """Returns once the server answered a Classify; `ready_s` counts from `launch`."""
         deadline = self._launched + timeout
         try:
@@ -134,8 +158,7 @@ class ServerProcess:
             stub = pb_grpc.ClassifierStub(channel)
             while True:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.spec.label} exited with {self.proc.returncode}; "
-                                       f"see {self.log_path}")
+                    raise RuntimeError(f"{self.spec.label} exited with {self.proc.returncode}; see {self.log_path}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise RuntimeError(f"{self.spec.label} not ready in time; see {self.log_path}")
@@ -145,8 +168,9 @@ class ServerProcess:
                 except grpc.RpcError as error:
                     # UNAVAILABLE: listening but no model yet; DEADLINE: still starting.
                     if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                        raise RuntimeError(f"{self.spec.label}: first Classify failed: {error.code().name} "
-                                           f"{error.details()}") from None
+                        raise RuntimeError(
+                            f"{self.spec.label}: first Classify failed: {error.code().name} {error.details()}"
+                        ) from None
                     time.sleep(PROBE_RETRY_S)  # a failed probe returned at once: do not spin
 
     def metrics(self) -> list | None:
@@ -155,9 +179,12 @@ class ServerProcess:
             return None
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as response:
             text = response.read().decode()
-        return [(sample.name.removeprefix(METRICS_PREFIX), sample.labels, sample.value)
-                for family in text_string_to_metric_families(text) for sample in family.samples
-                if sample.name.startswith(METRICS_PREFIX)]
+        return [
+            (sample.name.removeprefix(METRICS_PREFIX), sample.labels, sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name.startswith(METRICS_PREFIX)
+        ]
 
     def batching_counters(self) -> dict[str, float] | None:
         """Our server's cumulative batch metrics (None for servers without /metrics)."""
@@ -175,8 +202,13 @@ class ServerProcess:
 
     def model_runtimes(self) -> list[str]:
         """What computes the loaded versions (mnist_serving_model_runtime_info), e.g. ["litert+tensorflow"]."""
-        return sorted({labels["runtime"] for name, labels, value in self.metrics() or []
-                       if name == "model_runtime_info" and value and "runtime" in labels})
+        return sorted(
+            {
+                labels["runtime"]
+                for name, labels, value in self.metrics() or []
+                if name == "model_runtime_info" and value and "runtime" in labels
+            }
+        )
 
     @property
     def pid(self) -> int:
@@ -200,4 +232,3 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-

@@ -3,6 +3,7 @@
 No extra dependency (psutil), and every figure is summed over the whole tree, so a server
 that computes in child processes is charged for them too.
 """
+
 from __future__ import annotations
 
 import os

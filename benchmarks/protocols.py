@@ -11,11 +11,12 @@ own counter (mnist_serving_requests_total, every method and status code), both r
 run, so every door is charged the same way (warm-up included) whatever its load generator
 reports. The order of the doors is shuffled in every round.
 """
+
 from __future__ import annotations
 
 import random
 import statistics
-from typing import Callable
+from collections.abc import Callable
 
 from benchmarks import triton_load
 from benchmarks.load import Point, batching_summary, measure_server
@@ -44,8 +45,12 @@ def _charged(server: ServerProcess, run: Callable[[], dict]) -> dict:
     batching = batching_summary(batching_before, server.batching_counters(), 1.0)
     if "error" in sample:
         return sample
-    return {**sample, "server_requests": requests, "mean_batch": batching.get("mean_batch"),
-            "server_cpu_us_per_request": cpu / requests * 1e6 if requests else None}
+    return {
+        **sample,
+        "server_requests": requests,
+        "mean_batch": batching.get("mean_batch"),
+        "server_cpu_us_per_request": cpu / requests * 1e6 if requests else None,
+    }
 
 
 def protocol_costs(server: ServerProcess, closed: dict, tfserving: TfServingLoad, plan: Plan) -> dict:
@@ -59,8 +64,9 @@ def protocol_costs(server: ServerProcess, closed: dict, tfserving: TfServingLoad
         # perf_analyzer runs a request count: our API's closed-loop rate x the time of the other runs
         rounds = closed.get(server.spec.label, {}).get(point.key, [])
         rate = statistics.median(r["requests_per_s"] for r in rounds) if rounds else 0.0
-        return triton_load.measure(server, point, int(rate * (plan.seconds + plan.warmup)),
-                                   service_kind=PERF_ANALYZER_KINDS[name])
+        return triton_load.measure(
+            server, point, int(rate * (plan.seconds + plan.warmup)), service_kind=PERF_ANALYZER_KINDS[name]
+        )
 
     wanted = set(plan.closed_points())
     points = [p for p in PROTOCOL_POINTS if p in wanted]
@@ -71,6 +77,6 @@ def protocol_costs(server: ServerProcess, closed: dict, tfserving: TfServingLoad
             order = list(LOAD_GENERATORS)
             shuffle(order)
             for name in order:
-                sample = _charged(server, lambda: run(name, point))
+                sample = _charged(server, lambda: run(name, point))  # noqa: B023 - called at once
                 results[name].setdefault(point.key, []).append({**sample, "round": round_index})
     return {"label": server.spec.label, "load_generators": LOAD_GENERATORS, "protocols": results}

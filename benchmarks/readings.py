@@ -1,10 +1,11 @@
 """Reading a run's JSON: a configuration's rounds at a point, the compute ceiling per runtime,
 and ratios paired by round (ours in round k over the reference in round k, measured minutes
 apart; the median of those ratios is reported with their range)."""
+
 from __future__ import annotations
 
 import statistics
-from typing import Callable
+from collections.abc import Callable
 
 Metric = str | Callable[[dict], float | None]
 
@@ -49,8 +50,7 @@ def paired_rounds(first: dict[int, float], second: dict[int, float], op=lambda x
     return summary([op(first[k], second[k]) for k in first if k in second and second[k]])
 
 
-def paired(results: dict, a: tuple[str, str], b: tuple[str, str], metric: Metric,
-           op=lambda x, y: x / y) -> dict | None:
+def paired(results: dict, a: tuple[str, str], b: tuple[str, str], metric: Metric, op=lambda x, y: x / y) -> dict | None:
     """op(a, b) per round for two (label, point key) pairs of the closed loop."""
     return paired_rounds(by_round(rounds(results, *a), metric), by_round(rounds(results, *b), metric), op)
 

@@ -2,6 +2,7 @@
 
 Ratios pair the rounds (see readings.py); the targets are judged in targets.py, before this renders them.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,35 +31,59 @@ def _cell(rounds: list[dict]) -> str:
 def _machine(results: dict) -> list[str]:
     m = results["machine"]
     packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
-    load = lambda values: " / ".join(f"{v:.1f}" for v in values) if values else "?"
+
+    def load(values) -> str:
+        return " / ".join(f"{v:.1f}" for v in values) if values else "?"
+
     phases = ", ".join(f"{k} {v / 60:.1f} min" for k, v in results.get("phase_seconds", {}).items())
     estimate = results.get("estimated_seconds", {}).get("total")
     planned = f" (estimated {estimate / 60:.0f} min)" if estimate else ""
-    return [f"- **When / what:** {m['date']}, commit {m['commit']}, model version {results['model']['version']}",
-            f"- **Machine:** {m['cpu']}, {m['cores']} cores, {m['memory_gb']:.0f} GB, {m['os']}, Python {m['python']}",
-            f"- **Packages:** {packages}",
-            f"- **Load average** (1/5/15 min) at start {load(m.get('load_average_start'))}, at end "
-            f"{load(m.get('load_average_end'))} — above ~0.5 means other work shared the CPUs",
-            f"- **Plan:** {results['plan']['rounds']} interleaved rounds of {results['plan']['seconds']:g} s per point; "
-            f"phases: {phases}{planned}", ""]
+    return [
+        f"- **When / what:** {m['date']}, commit {m['commit']}, model version {results['model']['version']}",
+        f"- **Machine:** {m['cpu']}, {m['cores']} cores, {m['memory_gb']:.0f} GB, {m['os']}, Python {m['python']}",
+        f"- **Packages:** {packages}",
+        f"- **Load average** (1/5/15 min) at start {load(m.get('load_average_start'))}, at end "
+        f"{load(m.get('load_average_end'))} — above ~0.5 means other work shared the CPUs",
+        f"- **Plan:** {results['plan']['rounds']} interleaved rounds of {results['plan']['seconds']:g} s per point; "
+        f"phases: {phases}{planned}",
+        "",
+    ]
 
 
 def _closed_tables(results: dict) -> list[str]:
     kinds, plan = labels(results), results["plan"]
     lines = []
     for batch in plan["batches"]:
-        lines += [f"### Closed loop, {batch} image{'s' if batch > 1 else ''} per request", "",
-                  "images/s (bold) · p50 / p99 latency in ms; medians of rounds.", "",
-                  "| configuration | " + " | ".join(f"{c} client{'s' if c > 1 else ''}" for c in plan["concurrencies"]) + " |",
-                  "|---|" + "---:|" * len(plan["concurrencies"])]
+        lines += [
+            f"### Closed loop, {batch} image{'s' if batch > 1 else ''} per request",
+            "",
+            "images/s (bold) · p50 / p99 latency in ms; medians of rounds.",
+            "",
+            "| configuration | "
+            + " | ".join(f"{c} client{'s' if c > 1 else ''}" for c in plan["concurrencies"])
+            + " |",
+            "|---|" + "---:|" * len(plan["concurrencies"]),
+        ]
         for label, info in results["servers"].items():
-            cells = [_cell(results["closed"].get(label, {}).get(Point(c, batch).key, [])) for c in plan["concurrencies"]]
+            cells = [
+                _cell(results["closed"].get(label, {}).get(Point(c, batch).key, [])) for c in plan["concurrencies"]
+            ]
             if any(c != "–" for c in cells):
                 lines.append(f"| {label} ({info['note']}) | " + " | ".join(cells) + " |")
         for other in ("naive", "null"):
             name = {"naive": "ours ÷ naive", "null": "ours ÷ rpc ceiling"}[other]
-            cells = [span(paired(results, (kinds["ours"], Point(c, batch).key), (kinds[other], Point(c, batch).key),
-                                 "images_per_s"), "{:.2f}") for c in plan["concurrencies"]]
+            cells = [
+                span(
+                    paired(
+                        results,
+                        (kinds["ours"], Point(c, batch).key),
+                        (kinds[other], Point(c, batch).key),
+                        "images_per_s",
+                    ),
+                    "{:.2f}",
+                )
+                for c in plan["concurrencies"]
+            ]
             lines.append(f"| *{name}* | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
@@ -67,11 +92,14 @@ def _closed_tables(results: dict) -> list[str]:
 def _cost_table(results: dict) -> list[str]:
     concurrency = max(results["plan"]["concurrencies"])
     key = Point(concurrency, 1).key
-    lines = [f"### CPU per request ({concurrency} clients, 1 image per request)", "",
-             "Server and load generator share the same cores, so every microsecond either side spends is "
-             "throughput lost.", "",
-             "| configuration | server cores busy | server CPU µs / request | load generator CPU µs / request |",
-             "|---|---:|---:|---:|"]
+    lines = [
+        f"### CPU per request ({concurrency} clients, 1 image per request)",
+        "",
+        "Server and load generator share the same cores, so every microsecond either side spends is throughput lost.",
+        "",
+        "| configuration | server cores busy | server CPU µs / request | load generator CPU µs / request |",
+        "|---|---:|---:|---:|",
+    ]
     for label in results["servers"]:
         rounds = results["closed"].get(label, {}).get(key, [])
         if rounds:
@@ -83,14 +111,18 @@ def _cost_table(results: dict) -> list[str]:
 
 
 def _batching_table(results: dict) -> list[str]:
-    lines = ["### How our server batched", "",
-             "From its own /metrics around each run: what computes the model (`mnist_serving_model_runtime_info`), "
-             "mean images per model call, mean wait in the batch queue, the share of the run the model was "
-             "computing, and the mean duration of one model call (medians of rounds). A model call inside the "
-             "server takes longer than the same batch called alone (compute ceiling): its thread has to win "
-             "Python's GIL back from the event loop after the runtime computes.", "",
-             "| configuration | runtime | point | images per call | queue wait ms | model busy | model call ms |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "### How our server batched",
+        "",
+        "From its own /metrics around each run: what computes the model (`mnist_serving_model_runtime_info`), "
+        "mean images per model call, mean wait in the batch queue, the share of the run the model was "
+        "computing, and the mean duration of one model call (medians of rounds). A model call inside the "
+        "server takes longer than the same batch called alone (compute ceiling): its thread has to win "
+        "Python's GIL back from the event loop after the runtime computes.",
+        "",
+        "| configuration | runtime | point | images per call | queue wait ms | model busy | model call ms |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for label, info in results["servers"].items():
         if info["kind"] != "ours":
             continue
@@ -101,8 +133,9 @@ def _batching_table(results: dict) -> list[str]:
             batch, wait, busy = (statistics.median(column) for column in zip(*values))
             calls = [r["mean_call_ms"] for r in rounds if r.get("mean_call_ms") is not None]
             call = f"{statistics.median(calls):.2f}" if calls else "–"
-            lines.append(f"| {label} | {info.get('runtime') or '?'} | {key} | {batch:.1f} | {wait:.2f} | {busy:.0%} "
-                         f"| {call} |")
+            lines.append(
+                f"| {label} | {info.get('runtime') or '?'} | {key} | {batch:.1f} | {wait:.2f} | {busy:.0%} | {call} |"
+            )
     return lines + [""]
 
 
@@ -110,12 +143,17 @@ def _gil_table(results: dict) -> list[str]:
     gil = results.get("gil")
     if not gil:
         return []
-    lines = ["### The GIL: a TensorFlow model call next to busy Python", "",
-             "TensorFlow's compute-ceiling call again, alone and while another thread of the same process runs "
-             "pure Python (what a server's event loop does under load). TensorFlow releases the GIL while it "
-             "computes; to return, the calling thread must win the GIL back, and a thread that never blocks "
-             "gives it up only when CPython's switch interval (5 ms) forces it (medians of rounds).", "",
-             "| batch | alone p50 ms | next to busy Python p50 ms | slowdown |", "|---:|---:|---:|---:|"]
+    lines = [
+        "### The GIL: a TensorFlow model call next to busy Python",
+        "",
+        "TensorFlow's compute-ceiling call again, alone and while another thread of the same process runs "
+        "pure Python (what a server's event loop does under load). TensorFlow releases the GIL while it "
+        "computes; to return, the calling thread must win the GIL back, and a thread that never blocks "
+        "gives it up only when CPython's switch interval (5 ms) forces it (medians of rounds).",
+        "",
+        "| batch | alone p50 ms | next to busy Python p50 ms | slowdown |",
+        "|---:|---:|---:|---:|",
+    ]
     for key, runs in gil.items():
         alone = statistics.median(r["p50_ms"] for r in runs["alone"])
         busy = statistics.median(r["p50_ms"] for r in runs["busy"])
@@ -128,20 +166,30 @@ def _perf_analyzer_table(results: dict) -> list[str]:
     if not runs:
         return []
     ours = labels(results)["ours"]
-    lines = [f"### `{ours}` driven by Triton's perf_analyzer (C++, KServe v2 protocol)", "",
-             "One run per point (a request count about as long as a round). The load generator is far "
-             "cheaper per request than a Python one, which leaves more of the shared CPUs to the server.", "",
-             "| point | images/s | p50 ms | p99 ms | server queue ms | server compute ms | images/s with mnist-client bench |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    optional = lambda v: "–" if v is None else f"{v:.1f}"
+    lines = [
+        f"### `{ours}` driven by Triton's perf_analyzer (C++, KServe v2 protocol)",
+        "",
+        "One run per point (a request count about as long as a round). The load generator is far "
+        "cheaper per request than a Python one, which leaves more of the shared CPUs to the server.",
+        "",
+        "| point | images/s | p50 ms | p99 ms | server queue ms | server compute ms "
+        "| images/s with mnist-client bench |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def optional(v) -> str:
+        return "–" if v is None else f"{v:.1f}"
+
     for key, r in runs.items():
         ours_python = median_metric(results, ours, key, "images_per_s")
         python_cell = "–" if ours_python is None else f"{ours_python:,.0f}"
         if "error" in r:
             lines.append(f"| {key} | failed: `{r['error'][-120:]}` | | | | | {python_cell} |")
             continue
-        lines.append(f"| {key} | {r['images_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                     f"{optional(r.get('server_queue_ms'))} | {optional(r.get('server_compute_ms'))} | {python_cell} |")
+        lines.append(
+            f"| {key} | {r['images_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{optional(r.get('server_queue_ms'))} | {optional(r.get('server_compute_ms'))} | {python_cell} |"
+        )
     return lines + [""]
 
 
@@ -151,12 +199,17 @@ def _compute_table(results: dict) -> list[str]:
         return []
     names = list(runtimes)
     batches = sorted({key for batches in runtimes.values() for key in batches}, key=lambda k: int(k[1:]))
-    lines = ["### Compute ceiling per runtime (the model called in-process, one caller)", "",
-             "images/s (bold) · p50 ms, medians of rounds. TensorFlow: the SavedModel's `serving_default` with "
-             "TensorFlow's default thread pools; LiteRT: model.tflite in `ai_edge_litert`'s Interpreter "
-             "(signature runner) with that many threads. Where the fastest runtime changes is where "
-             "`--runtime auto` should switch (`--litert-max-batch-size`).", "",
-             "| batch | " + " | ".join(names) + " | fastest |", "|---:|" + "---:|" * len(names) + "---|"]
+    lines = [
+        "### Compute ceiling per runtime (the model called in-process, one caller)",
+        "",
+        "images/s (bold) · p50 ms, medians of rounds. TensorFlow: the SavedModel's `serving_default` with "
+        "TensorFlow's default thread pools; LiteRT: model.tflite in `ai_edge_litert`'s Interpreter "
+        "(signature runner) with that many threads. Where the fastest runtime changes is where "
+        "`--runtime auto` should switch (`--litert-max-batch-size`).",
+        "",
+        "| batch | " + " | ".join(names) + " | fastest |",
+        "|---:|" + "---:|" * len(names) + "---|",
+    ]
     for key in batches:
         cells, best = [], (0.0, "–")
         for name in names:
@@ -173,13 +226,22 @@ def _compute_table(results: dict) -> list[str]:
 
 
 def _sweep_table(results: dict, plot_link: str) -> list[str]:
-    lines = ["### Open loop: latency against offered load", "", f"![latency vs throughput]({plot_link})", "",
-             "Requests of one image leave on a fixed schedule (rates are fractions of each server's closed-loop "
-             "maximum); latency counts from the scheduled time, so a server that falls behind shows it.", "",
-             "| configuration | offered req/s | achieved images/s | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "### Open loop: latency against offered load",
+        "",
+        f"![latency vs throughput]({plot_link})",
+        "",
+        "Requests of one image leave on a fixed schedule (rates are fractions of each server's closed-loop "
+        "maximum); latency counts from the scheduled time, so a server that falls behind shows it.",
+        "",
+        "| configuration | offered req/s | achieved images/s | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for label, samples in results.get("open", {}).items():
         for s in samples:
-            lines.append(f"| {label} | {s['rate']:,.0f} | {s['images_per_s']:,.0f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} |")
+            lines.append(
+                f"| {label} | {s['rate']:,.0f} | {s['images_per_s']:,.0f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} |"
+            )
     return lines + [""]
 
 
@@ -187,20 +249,28 @@ def _profile_tables(results: dict) -> list[str]:
     prof = results.get("profile")
     if not prof:
         return []
-    lines = [f"### Profile of `{prof['label']}` at {prof['point']} (py-spy)", "",
-             "Shares of samples. py-spy sees Python frames only: time in gRPC's Cython/C core and in the "
-             "event loop's C code shows up as `Handle._run` (asyncio) or `Runner.run` (uvloop, whose loop is "
-             "all C); TensorFlow's and LiteRT's own threads are not sampled. The GIL view is the one that shows "
-             "where the event loop's time goes.", ""]
+    lines = [
+        f"### Profile of `{prof['label']}` at {prof['point']} (py-spy)",
+        "",
+        "Shares of samples. py-spy sees Python frames only: time in gRPC's Cython/C core and in the "
+        "event loop's C code shows up as `Handle._run` (asyncio) or `Runner.run` (uvloop, whose loop is "
+        "all C); TensorFlow's and LiteRT's own threads are not sampled. The GIL view is the one that shows "
+        "where the event loop's time goes.",
+        "",
+    ]
     for rec in prof["recordings"]:
         title = "threads holding the GIL" if rec["kind"] == "gil" else "all busy Python threads"
         if "error" in rec:
             lines += [f"py-spy ({title}) failed: `{rec['error']}`", ""]
             continue
         threads = ", ".join(f"{t['thread'].split(': ', 1)[-1]} {t['share']:.0%}" for t in rec["threads"][:4])
-        lines += [f"**{title}**: {rec['samples']} samples ({threads}); {rec['load']['images_per_s']:,.0f} "
-                  f"images/s while sampled; raw stacks in `{rec['raw_file']}`.", "",
-                  "| share | where |", "|---:|---|"]
+        lines += [
+            f"**{title}**: {rec['samples']} samples ({threads}); {rec['load']['images_per_s']:,.0f} "
+            f"images/s while sampled; raw stacks in `{rec['raw_file']}`.",
+            "",
+            "| share | where |",
+            "|---:|---|",
+        ]
         lines += [f"| {c['share']:.0%} | {c['category']} |" for c in rec.get("categories", [])]
         lines += ["", "| share (self) | function |", "|---:|---|"]
         lines += [f"| {f['share']:.0%} | `{f['function']}` |" for f in rec["top_self"][:8]]
@@ -213,33 +283,48 @@ def _protocol_tables(results: dict) -> list[str]:
     if not measured:
         return []
     by_protocol = measured["protocols"]
-    lines = [f"### Server CPU per request, by protocol (`{measured['label']}`)", "",
-             "The same server and images through each door. Server CPU from /proc over each run divided by "
-             "the requests the server itself counted (warm-up included), so every protocol is charged alike; "
-             "*vs ours* pairs the rounds. The load generators differ in their own CPU cost and in how they pace "
-             "requests (perf_analyzer makes synchronous calls), which changes the batches the server "
-             "forms (images per model call) and with them its CPU per request: our API against TF Serving "
-             "tensor_content, both from Python asyncio, is the like-for-like pair.", ""]
+    lines = [
+        f"### Server CPU per request, by protocol (`{measured['label']}`)",
+        "",
+        "The same server and images through each door. Server CPU from /proc over each run divided by "
+        "the requests the server itself counted (warm-up included), so every protocol is charged alike; "
+        "*vs ours* pairs the rounds. The load generators differ in their own CPU cost and in how they pace "
+        "requests (perf_analyzer makes synchronous calls), which changes the batches the server "
+        "forms (images per model call) and with them its CPU per request: our API against TF Serving "
+        "tensor_content, both from Python asyncio, is the like-for-like pair.",
+        "",
+    ]
     points = sorted({key for points in by_protocol.values() for key in points}, key=lambda k: -int(k[1:].split()[0]))
     for key in points:
         ours = by_round(by_protocol[OURS].get(key, []), "server_cpu_us_per_request")
-        lines += [f"**{key}**", "",
-                  "| protocol | load generator | images/s | server CPU µs / request | vs ours | images per model call |",
-                  "|---|---|---:|---:|---:|---:|"]
+        lines += [
+            f"**{key}**",
+            "",
+            "| protocol | load generator | images/s | server CPU µs / request | vs ours | images per model call |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for protocol, points_measured in by_protocol.items():
             rounds = points_measured.get(key, [])
             failed = [r["error"] for r in rounds if "error" in r]
             good = [r for r in rounds if "error" not in r]
             generator = measured["load_generators"].get(protocol, "?")
             if not good:
-                lines.append(f"| {protocol} | {generator} | failed: `{(failed or ['not measured'])[-1][-120:]}` | | | |")
+                lines.append(
+                    f"| {protocol} | {generator} | failed: `{(failed or ['not measured'])[-1][-120:]}` | | | |"
+                )
                 continue
-            med = lambda metric: statistics.median(v for r in good if (v := r.get(metric)) is not None)
+
+            def med(metric: str, good=good) -> float:
+                return statistics.median(v for r in good if (v := r.get(metric)) is not None)
+
             cpu = med("server_cpu_us_per_request")
             batches = [r["mean_batch"] for r in good if r.get("mean_batch") is not None]
             per_call = f"{statistics.median(batches):.1f}" if batches else "–"
-            vs = "1" if protocol == OURS else span(
-                paired_rounds(by_round(good, "server_cpu_us_per_request"), ours), "{:.2f}x")
+            vs = (
+                "1"
+                if protocol == OURS
+                else span(paired_rounds(by_round(good, "server_cpu_us_per_request"), ours), "{:.2f}x")
+            )
             lines.append(f"| {protocol} | {generator} | {med('images_per_s'):,.0f} | {cpu:.0f} | {vs} | {per_call} |")
         lines.append("")
     return lines
@@ -250,31 +335,42 @@ def _footprint_table(results: dict) -> list[str]:
     if not measured:
         return []
     starts = len(next(iter(measured["servers"].values()))["starts_s"]) if measured["servers"] else 0
-    lines = ["### Start-up and memory per runtime", "",
-             f"Each server alone, {starts} cold start{'s' if starts != 1 else ''}: seconds from launch to the first "
-             "answered request, then memory after a short load at 64 clients x 1 and x 64 images (both halves of "
-             "`--runtime auto` warmed). RSS counts every mapped page; PSS splits pages shared with other processes, "
-             "the fairer figure for several servers on one machine, but lower whenever other processes (tests, "
-             "other servers) map the same TensorFlow libraries at that moment (both over the process tree; "
-             "medians). The last "
-             "two rows are not servers: `benchmarks/litert_probe.py` imports grpc, numpy, ai_edge_litert and "
-             "prometheus_client, loads model.tflite and computes one batch of 64, without and with "
-             "`import tensorflow` — what a LiteRT-only server could save.", "",
-             "| runtime | ready s | RSS MB | PSS MB |", "|---|---:|---:|---:|"]
+    lines = [
+        "### Start-up and memory per runtime",
+        "",
+        f"Each server alone, {starts} cold start{'s' if starts != 1 else ''}: seconds from launch to the first "
+        "answered request, then memory after a short load at 64 clients x 1 and x 64 images (both halves of "
+        "`--runtime auto` warmed). RSS counts every mapped page; PSS splits pages shared with other processes, "
+        "the fairer figure for several servers on one machine, but lower whenever other processes (tests, "
+        "other servers) map the same TensorFlow libraries at that moment (both over the process tree; "
+        "medians). The last "
+        "two rows are not servers: `benchmarks/litert_probe.py` imports grpc, numpy, ai_edge_litert and "
+        "prometheus_client, loads model.tflite and computes one batch of 64, without and with "
+        "`import tensorflow` — what a LiteRT-only server could save.",
+        "",
+        "| runtime | ready s | RSS MB | PSS MB |",
+        "|---|---:|---:|---:|",
+    ]
     for label, r in measured["servers"].items():
-        lines.append(f"| {r.get('runtime') or '?'} (`{label}`) | {r['ready_s']['median']:.2f} | "
-                     f"{r['rss_mb']['median']:,.0f} | {r['pss_mb']['median']:,.0f} |")
+        lines.append(
+            f"| {r.get('runtime') or '?'} (`{label}`) | {r['ready_s']['median']:.2f} | "
+            f"{r['rss_mb']['median']:,.0f} | {r['pss_mb']['median']:,.0f} |"
+        )
     for name, r in measured.get("probes", {}).items():
-        lines.append(f"| {name} (probe, not a server) | {r['ready_s']['median']:.2f} | {r['rss_mb']['median']:,.0f} | "
-                     f"{r['pss_mb']['median']:,.0f} |")
+        lines.append(
+            f"| {name} (probe, not a server) | {r['ready_s']['median']:.2f} | {r['rss_mb']['median']:,.0f} | "
+            f"{r['pss_mb']['median']:,.0f} |"
+        )
     return lines + [""]
 
 
 def render(results: dict, plot_link: str) -> str:
     lines = [BEGIN, "## Results", ""] + _machine(results)
     lines += ["### Targets", "", "| target | measured | met |", "|---|---|:-:|"]
-    lines += [f"| {t['name']} | {t['measured']} | {'yes' if t['met'] else 'no' if t['met'] is False else '?'} |"
-              for t in results["targets"]] + [""]
+    lines += [
+        f"| {t['name']} | {t['measured']} | {'yes' if t['met'] else 'no' if t['met'] is False else '?'} |"
+        for t in results["targets"]
+    ] + [""]
     lines += _compute_table(results) + _closed_tables(results) + _cost_table(results) + _protocol_tables(results)
     lines += _batching_table(results) + _footprint_table(results) + _gil_table(results)
     lines += _perf_analyzer_table(results)

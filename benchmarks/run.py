@@ -10,6 +10,7 @@ compute ceiling of each runtime), the GIL's toll on a model call, perf_analyzer 
 server CPU per request through each protocol, an open-loop rate sweep, a py-spy profile of ours at
 full load, and a soak of ours alone (memory over time).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,8 @@ from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import footprint, headline, machine, phases, plan as plans, profile, protocols, report, targets
+from benchmarks import footprint, headline, machine, phases, profile, protocols, report, targets
+from benchmarks import plan as plans
 from benchmarks.load import Point
 from benchmarks.models import ensure_model, latest_version
 from benchmarks.processes import REPO_ROOT, ServerProcess
@@ -45,8 +47,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="closed-loop rounds (default 3)")
     parser.add_argument("--seconds", type=float, help="measured seconds per point and round (default 2.5)")
     parser.add_argument("--no-soak", action="store_true", help="skip the 5-minute soak")
-    parser.add_argument("--all-variants", action="store_true",
-                        help="also the variants left out of the default list (plan.optional_variants)")
+    parser.add_argument(
+        "--all-variants",
+        action="store_true",
+        help="also the variants left out of the default list (plan.optional_variants)",
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild the Markdown and plot from --results")
     args = parser.parse_args(argv)
     out = QUICK_DIR if args.quick else None
@@ -62,11 +67,13 @@ def measure(plan: plans.Plan, model_dir: Path, log_dir: Path, profile_dir: Path)
     runtimes = plans.compute_runtimes(len(os.sched_getaffinity(0)))
     log_dir.mkdir(parents=True, exist_ok=True)
     default_ours = next(s for s in specs if s.kind == "ours")
-    results: dict = {"machine": machine.describe(), "plan": asdict(plan),
-                     "model": {"dir": str(model_dir), "version": latest_version(model_dir).name},
-                     "servers": {s.label: {"kind": s.kind, "command": [s.module, *s.args[2:]], "note": s.note}
-                                 for s in specs},
-                     "compute_runtimes": [asdict(r) for r in runtimes]}
+    results: dict = {
+        "machine": machine.describe(),
+        "plan": asdict(plan),
+        "model": {"dir": str(model_dir), "version": latest_version(model_dir).name},
+        "servers": {s.label: {"kind": s.kind, "command": [s.module, *s.args[2:]], "note": s.note} for s in specs},
+        "compute_runtimes": [asdict(r) for r in runtimes],
+    }
     estimate = plans.estimated_seconds(plan, specs, len(runtime_specs), len(runtimes))
     results["estimated_seconds"] = estimate
     timings = results["phase_seconds"] = {}
@@ -76,8 +83,12 @@ def measure(plan: plans.Plan, model_dir: Path, log_dir: Path, profile_dir: Path)
     phases.log("cold starts and memory per runtime, each server alone")
     results["footprint"] = footprint.measure(runtime_specs, model_dir, plan.ready_starts, plan.warmup, log_dir)
     default_starts = results["footprint"]["servers"][default_ours.label]["starts_s"]
-    results["ready"] = {"label": default_ours.label, "starts_s": default_starts,
-                        "median_s": statistics.median(default_starts), "max_s": max(default_starts)}
+    results["ready"] = {
+        "label": default_ours.label,
+        "starts_s": default_starts,
+        "median_s": statistics.median(default_starts),
+        "max_s": max(default_starts),
+    }
     timings["footprint"] = time.monotonic() - started
     with ExitStack() as stack:
         mark = time.monotonic()
@@ -94,8 +105,9 @@ def measure(plan: plans.Plan, model_dir: Path, log_dir: Path, profile_dir: Path)
         by_label = {s.spec.label: s for s in servers}
         ours = by_label[default_ours.label]
         for s in servers:
-            results["servers"][s.spec.label].update(ready_s=s.ready_s, rss_idle_mb=s.rss_bytes() / 2**20,
-                                                    runtime=", ".join(s.model_runtimes()) or None)
+            results["servers"][s.spec.label].update(
+                ready_s=s.ready_s, rss_idle_mb=s.rss_bytes() / 2**20, runtime=", ".join(s.model_runtimes()) or None
+            )
         timings["start_all"] = time.monotonic() - mark
 
         mark = time.monotonic()
@@ -125,8 +137,7 @@ def measure(plan: plans.Plan, model_dir: Path, log_dir: Path, profile_dir: Path)
         timings["rate_sweep"] = time.monotonic() - mark
 
         mark = time.monotonic()
-        results["profile"] = profile.profile_server(ours, PROFILE_POINT, plan.profile_seconds, plan.warmup,
-                                                    profile_dir)
+        results["profile"] = profile.profile_server(ours, PROFILE_POINT, plan.profile_seconds, plan.warmup, profile_dir)
         timings["profile"] = time.monotonic() - mark
 
         if plan.soak_windows:
@@ -148,9 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(args.results.read_text())
     else:
         plan = plans.QUICK if args.quick else plans.Plan()
-        plan = plans.with_overrides(plan, rounds=args.rounds, seconds=args.seconds,
-                                    soak_windows=0 if args.no_soak else None,
-                                    optional_variants=True if args.all_variants else None)
+        plan = plans.with_overrides(
+            plan,
+            rounds=args.rounds,
+            seconds=args.seconds,
+            soak_windows=0 if args.no_soak else None,
+            optional_variants=True if args.all_variants else None,
+        )
         model_dir = ensure_model(args.model_dir)
         log_dir = (QUICK_DIR if args.quick else REPO_ROOT / ".cache" / "bench") / "logs"
         results = measure(plan, model_dir, log_dir, args.results.parent / "profile")
@@ -165,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     plot.draw(results, args.plot)
     phases.log(f"wrote {args.results}, {args.doc}, {args.plot}")
     for target in results["targets"]:
-        phases.log(f"{'MET ' if target['met'] else 'MISS' if target['met'] is False else '  ? '} "
-                   f"{target['name']}: {target['measured']}")
+        phases.log(
+            f"{'MET ' if target['met'] else 'MISS' if target['met'] is False else '  ? '} "
+            f"{target['name']}: {target['measured']}"
+        )
     return 0
 
 

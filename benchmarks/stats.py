@@ -1,8 +1,9 @@
 """Small statistics shared by the harness: latency percentiles, medians of rounds, spread."""
+
 from __future__ import annotations
 
 import statistics
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -12,8 +13,11 @@ def latency_summary(latencies_s: Sequence[float]) -> dict:
     if not latencies_s:
         return {"p50_ms": None, "p99_ms": None, "mean_ms": None}
     values = np.asarray(latencies_s) * 1e3
-    return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)),
-            "mean_ms": float(values.mean())}
+    return {
+        "p50_ms": float(np.percentile(values, 50)),
+        "p99_ms": float(np.percentile(values, 99)),
+        "mean_ms": float(values.mean()),
+    }
 
 
 def median_of(rounds: Iterable[dict], key: str) -> float | None:

@@ -10,6 +10,7 @@ one JSON command per line on stdin, one JSON result per line on stdout:
 
 Every run is bounded in time and in count, and sends to a loopback address only.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,8 +53,9 @@ def predict_request(images: np.ndarray, model: str) -> bytes:
 
 def payloads(batch: int, model: str) -> list[bytes]:
     images = random_digits()
-    return [predict_request(images[(np.arange(batch) + k * batch) % len(images)], model)
-            for k in range(DISTINCT_PAYLOADS)]
+    return [
+        predict_request(images[(np.arange(batch) + k * batch) % len(images)], model) for k in range(DISTINCT_PAYLOADS)
+    ]
 
 
 def check_loopback(target: str) -> None:
@@ -62,14 +64,17 @@ def check_loopback(target: str) -> None:
         raise ValueError(f"{target}: this load generator sends to loopback addresses only")
 
 
-async def closed_loop(target: str, concurrency: int, batch: int, seconds: float, warmup: float,
-                      model: str = "mnist") -> dict:
+async def closed_loop(
+    target: str, concurrency: int, batch: int, seconds: float, warmup: float, model: str = "mnist"
+) -> dict:
     """`concurrency` callers, each sending its next request when the last one answered, for
     warmup + seconds (only the last `seconds` measured) or MAX_REQUESTS_PER_RUN requests."""
     check_loopback(target)
     requests = payloads(batch, model)
-    options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-               ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+    options = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
     async with grpc.aio.insecure_channel(target, options=options) as channel:
         await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_S)
         call = channel.unary_unary(PREDICT, request_serializer=None, response_deserializer=None)
@@ -104,11 +109,17 @@ async def closed_loop(target: str, concurrency: int, batch: int, seconds: float,
     elapsed = last_end - warm_end
     ok = len(latencies)
     summary = latency_summary(latencies)
-    return {"images_per_s": ok * batch / elapsed if elapsed > 0 else 0.0,
-            "requests_per_s": ok / elapsed if elapsed > 0 else 0.0,
-            "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"],
-            "ok": ok, "failed": sum(errors.values()), "errors": dict(errors), "requests": sent,
-            "client_cpu_us_per_request": cpu_s / sent * 1e6 if sent else None}
+    return {
+        "images_per_s": ok * batch / elapsed if elapsed > 0 else 0.0,
+        "requests_per_s": ok / elapsed if elapsed > 0 else 0.0,
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
+        "ok": ok,
+        "failed": sum(errors.values()),
+        "errors": dict(errors),
+        "requests": sent,
+        "client_cpu_us_per_request": cpu_s / sent * 1e6 if sent else None,
+    }
 
 
 def serve_stdin() -> None:
@@ -118,8 +129,15 @@ def serve_stdin() -> None:
             continue
         command = json.loads(line)
         try:
-            result = asyncio.run(closed_loop(command["target"], int(command["concurrency"]), int(command["batch"]),
-                                             float(command["seconds"]), float(command["warmup"])))
+            result = asyncio.run(
+                closed_loop(
+                    command["target"],
+                    int(command["concurrency"]),
+                    int(command["batch"]),
+                    float(command["seconds"]),
+                    float(command["warmup"]),
+                )
+            )
         except Exception as exc:  # reported in the results, the run goes on
             result = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(result), flush=True)

@@ -6,6 +6,7 @@ It costs the shared CPUs far less per request than a Python client, so it shows 
 Python-driven number is the load generator's own cost. Each run is bounded by a request count
 (no stability search, which never settles on a busy machine) and a timeout.
 """
+
 from __future__ import annotations
 
 import csv
@@ -37,20 +38,36 @@ def _ms(row: dict, column: str) -> float | None:
     return float(value) / 1e3 if value not in (None, "") else None
 
 
-def measure(server: ServerProcess, point: Point, requests: int, model: str = "mnist",
-            service_kind: str = KSERVE) -> dict:
+def measure(
+    server: ServerProcess, point: Point, requests: int, model: str = "mnist", service_kind: str = KSERVE
+) -> dict:
     """perf_analyzer at closed-loop `point` for exactly `requests` requests -> a sample like
     load.measure_server's (plus `requests`, what was sent)."""
     installer = _installer()
     requests = max(MIN_REQUESTS, requests)
     with tempfile.TemporaryDirectory(prefix="bench-perf-analyzer-") as tmp:
         report = Path(tmp) / "report.csv"
-        args = ["-m", model, "-u", server.target, "-i", "grpc", f"--service-kind={service_kind}",
-                "--concurrency-range", f"{point.concurrency}:{point.concurrency}", "-b", str(point.batch),
-                "--request-count", str(requests), "-f", str(report)]
+        args = [
+            "-m",
+            model,
+            "-u",
+            server.target,
+            "-i",
+            "grpc",
+            f"--service-kind={service_kind}",
+            "--concurrency-range",
+            f"{point.concurrency}:{point.concurrency}",
+            "-b",
+            str(point.batch),
+            "--request-count",
+            str(requests),
+            "-f",
+            str(report),
+        ]
         try:
-            run = subprocess.run(installer.command(args), env=installer.environment(), capture_output=True,
-                                 text=True, timeout=TIMEOUT_S)
+            run = subprocess.run(
+                installer.command(args), env=installer.environment(), capture_output=True, text=True, timeout=TIMEOUT_S
+            )
         except (OSError, SystemExit, subprocess.TimeoutExpired) as exc:
             return {"error": f"{type(exc).__name__}: {exc}"}
         if run.returncode != 0 or not report.is_file():

@@ -1,5 +1,6 @@
 """Long-lived helper processes the harness talks to in JSON lines: one command on stdin, one
 result on stdout. Each pays its imports (TensorFlow: seconds) once, not per measurement."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,14 @@ class LineWorker:
     def __init__(self, module: str, args: list[str], log_path: Path):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO_ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
         if not self._read().get("ready"):
             raise RuntimeError(f"{module} did not start; see {log_path}")
 
@@ -54,8 +61,15 @@ class ComputeWorker(LineWorker):
         super().__init__("benchmarks.compute_ceiling", ["--model-dir", str(model_dir)], log_path)
 
     def measure(self, runtime: ComputeRuntime, batch: int, seconds: float, busy_python_thread: bool = False) -> dict:
-        return self.request({"runtime": runtime.runtime, "threads": runtime.threads, "batch": batch,
-                             "seconds": seconds, "busy_python_thread": busy_python_thread})
+        return self.request(
+            {
+                "runtime": runtime.runtime,
+                "threads": runtime.threads,
+                "batch": batch,
+                "seconds": seconds,
+                "busy_python_thread": busy_python_thread,
+            }
+        )
 
 
 class TfServingLoad(LineWorker):
@@ -65,5 +79,12 @@ class TfServingLoad(LineWorker):
         super().__init__("benchmarks.tfserving_load", [], log_path)
 
     def measure(self, server: ServerProcess, point: Point, seconds: float, warmup: float) -> dict:
-        return self.request({"target": server.target, "concurrency": point.concurrency, "batch": point.batch,
-                             "seconds": seconds, "warmup": warmup})
+        return self.request(
+            {
+                "target": server.target,
+                "concurrency": point.concurrency,
+                "batch": point.batch,
+                "seconds": seconds,
+                "warmup": warmup,
+            }
+        )

@@ -5,6 +5,7 @@ Run from anywhere: `python proto/generate.py` (or `--out DIR` to generate elsewh
 freshness test does). The proto folder mirrors the package (`mnist_serving/v1/`), so the
 generated imports come out absolute and need no patching.
 """
+
 import argparse
 import pathlib
 import sys
@@ -22,8 +23,14 @@ def proto_files() -> list[str]:
 def generate(out_dir: pathlib.Path = OUT_DIR) -> int:
     """Writes the generated modules under `out_dir`; returns protoc's exit code."""
     protos = proto_files()
-    args = ["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"--python_out={out_dir}",
-            f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}", *protos]
+    args = [
+        "grpc_tools.protoc",
+        f"-I{PROTO_ROOT}",
+        f"--python_out={out_dir}",
+        f"--pyi_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        *protos,
+    ]
     if protoc.main(args) != 0:
         return 1
     # Make the generated folders regular packages so setuptools ships them.
@@ -36,8 +43,7 @@ def generate(out_dir: pathlib.Path = OUT_DIR) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=OUT_DIR,
-                        help="output root (default: %(default)s)")
+    parser.add_argument("--out", type=pathlib.Path, default=OUT_DIR, help="output root (default: %(default)s)")
     return generate(parser.parse_args(argv).out.resolve())
 
 

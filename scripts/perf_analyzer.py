@@ -12,6 +12,7 @@ import stays the one in requirements/lock.txt. It needs Debian's `libb64-0d` and
 which comes from the `nvidia-cuda-runtime-cu12` wheel (lock.txt): this script puts that on
 LD_LIBRARY_PATH. Standard library only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,8 +40,10 @@ def cuda_runtime_dir() -> Path:
     try:
         import nvidia.cuda_runtime  # namespace package shipped by the wheel
     except ImportError:
-        raise SystemExit("perf_analyzer needs libcudart.so.12: pip install the nvidia-cuda-runtime-cu12 "
-                         "version pinned in requirements/lock.txt") from None
+        raise SystemExit(
+            "perf_analyzer needs libcudart.so.12: pip install the nvidia-cuda-runtime-cu12 "
+            "version pinned in requirements/lock.txt"
+        ) from None
     for folder in nvidia.cuda_runtime.__path__:
         if (Path(folder) / "lib" / "libcudart.so.12").is_file():
             return Path(folder) / "lib"
@@ -53,9 +56,23 @@ def install() -> Path:
     if target.is_file() and os.access(target, os.X_OK):
         return target
     with tempfile.TemporaryDirectory(prefix="perf-analyzer-") as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                        "--only-binary=:all:", "--platform", "manylinux1_x86_64",
-                        "--dest", tmp, WHEEL_REQUIREMENT], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--platform",
+                "manylinux1_x86_64",
+                "--dest",
+                tmp,
+                WHEEL_REQUIREMENT,
+            ],
+            check=True,
+        )
         wheel = Path(tmp) / WHEEL_NAME
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
         if digest != WHEEL_SHA256:

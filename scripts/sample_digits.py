@@ -5,6 +5,7 @@ Fashion-MNIST: trim, fit, centre, negate), so the demo shows the path a phone ph
 takes. File names carry the true class. Usage: sample_digits.py DATA_DIR OUT_DIR [COUNT [CLASS_NAMES]]
 with CLASS_NAMES a comma-separated list (default: the digits).
 """
+
 import sys
 from pathlib import Path
 

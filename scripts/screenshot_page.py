@@ -7,6 +7,7 @@
 Headless Debian chromium through Debian's chromedriver, the browser test's own helpers
 (tests/integration/test_web_page.py): the digit is drawn with pointer input as a person would.
 """
+
 from __future__ import annotations
 
 import argparse

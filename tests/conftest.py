@@ -4,6 +4,7 @@ The helpers behind them live in tests/support/ (one module per job):
   synthetic.py       write_synthetic_mnist(dir, ...) -> small learnable IDX .gz files
   server_process.py  ServerProcess: the real `mnist-server` on free loopback ports
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,12 @@ def real_mnist_dir() -> Path | None:
     if not value:
         return None
     path = Path(value)
-    names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    names = [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
     return path if all((path / n).is_file() for n in names) else None
 
 
@@ -41,8 +46,12 @@ def mnist_dir() -> Path:
 def fashion_mnist_dir() -> Path:
     """$FASHION_MNIST_DATA_DIR when it holds the four genuine Fashion-MNIST files (.ci/run sets it)."""
     value = os.environ.get("FASHION_MNIST_DATA_DIR")
-    names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    names = [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
     if not value or not all((Path(value) / n).is_file() for n in names):
         pytest.skip("needs the genuine Fashion-MNIST files in $FASHION_MNIST_DATA_DIR (.ci/run sets it)")
     return Path(value)
@@ -67,8 +76,7 @@ def synthetic_data_dir(tmp_path_factory) -> Path:
 
 def run_trainer(data_dir: Path, model_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     """Runs the real trainer CLI in a subprocess (as users and compose do)."""
-    cmd = [sys.executable, "-m", "mnist_trainer", "--data-dir", str(data_dir),
-           "--model-dir", str(model_dir), *extra]
+    cmd = [sys.executable, "-m", "mnist_trainer", "--data-dir", str(data_dir), "--model-dir", str(model_dir), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
@@ -76,8 +84,7 @@ def run_trainer(data_dir: Path, model_dir: Path, *extra: str) -> subprocess.Comp
 def exported_model(tmp_path_factory, synthetic_data_dir) -> Path:
     """A model base path holding version 1, trained briefly on synthetic data. Read-only for tests."""
     base = tmp_path_factory.mktemp("models") / "mnist"
-    result = run_trainer(synthetic_data_dir, base, "--steps", "150", "--batch-size", "64",
-                         "--seed", "1", "--no-report")
+    result = run_trainer(synthetic_data_dir, base, "--steps", "150", "--batch-size", "64", "--seed", "1", "--no-report")
     assert result.returncode == 0, result.stderr[-4000:]
     assert (base / "1" / "saved_model.pb").is_file()
     return base

@@ -9,6 +9,7 @@
 ``AsyncMnistClient`` is the asyncio twin. Every failure raises ``ClientError`` with the
 gRPC status ``code`` and the server's ``details``.
 """
+
 from mnist_client.aio import AsyncMnistClient
 from mnist_client.channel import TlsConfig
 from mnist_client.client import MnistClient

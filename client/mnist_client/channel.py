@@ -11,13 +11,14 @@ Robustness comes from gRPC's own service config, not hand-written loops:
   service to be reachable without a token (the server's default); pass ``health_check=False``
   otherwise.
 """
+
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import grpc
 
@@ -46,7 +47,7 @@ MAX_RECONNECT_BACKOFF_MS = 2_000
 # Every method of our API is idempotent (classification has no side effects): retrying is safe.
 RETRYABLE_CODES = ["UNAVAILABLE", "CANCELLED"]
 
-PemSource = Union[str, os.PathLike, bytes]
+PemSource = str | os.PathLike | bytes
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ class TlsConfig:
         return grpc.ssl_channel_credentials(
             root_certificates=_read_pem(self.root_ca),
             private_key=_read_pem(self.client_key),
-            certificate_chain=_read_pem(self.client_cert))
+            certificate_chain=_read_pem(self.client_cert),
+        )
 
 
 def _read_pem(source: PemSource | None) -> bytes | None:
@@ -95,8 +97,7 @@ def resolve_tls(tls: TlsConfig | bool | None) -> TlsConfig | None:
 def service_config(retries: int, health_check: bool = True) -> str:
     """The service config JSON: wait for a ready (and healthy) server, retry UNAVAILABLE."""
     if not 0 <= retries <= MAX_RETRIES:
-        raise ValueError(f"retries must be between 0 and {MAX_RETRIES} (gRPC allows 5 attempts), "
-                         f"got {retries}")
+        raise ValueError(f"retries must be between 0 and {MAX_RETRIES} (gRPC allows 5 attempts), got {retries}")
     config: dict[str, Any] = {}
     if health_check:  # round_robin: the policy that honours client-side health checks
         config["loadBalancingConfig"] = [{"round_robin": {}}]
@@ -114,8 +115,9 @@ def service_config(retries: int, health_check: bool = True) -> str:
     return json.dumps(config)
 
 
-def channel_options(retries: int, tls: TlsConfig | None, *, health_check: bool = True,
-                    own_connection: bool = False) -> list[tuple[str, Any]]:
+def channel_options(
+    retries: int, tls: TlsConfig | None, *, health_check: bool = True, own_connection: bool = False
+) -> list[tuple[str, Any]]:
     options: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -145,16 +147,16 @@ def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-def sync_channel(target: str, *, retries: int, tls: TlsConfig | None,
-                 health_check: bool = True) -> grpc.Channel:
+def sync_channel(target: str, *, retries: int, tls: TlsConfig | None, health_check: bool = True) -> grpc.Channel:
     options = channel_options(retries, tls, health_check=health_check)
     if tls is None:
         return grpc.insecure_channel(target, options=options)
     return grpc.secure_channel(target, tls.credentials(), options=options)
 
 
-def aio_channel(target: str, *, retries: int, tls: TlsConfig | None, health_check: bool = True,
-                own_connection: bool = False) -> grpc.aio.Channel:
+def aio_channel(
+    target: str, *, retries: int, tls: TlsConfig | None, health_check: bool = True, own_connection: bool = False
+) -> grpc.aio.Channel:
     options = channel_options(retries, tls, health_check=health_check, own_connection=own_connection)
     if tls is None:
         return grpc.aio.insecure_channel(target, options=options)

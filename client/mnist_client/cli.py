@@ -1,12 +1,13 @@
 """mnist-client: classify images, inspect the server, check health, load-test.
 
-    mnist-client classify digit.png            # file, label, probability
-    mnist-client classify --idx t10k-images-idx3-ubyte.gz --labels t10k-labels-idx1-ubyte.gz
-    mnist-client info
-    mnist-client health                        # exit code 0 only when SERVING; answers at once
-    mnist-client health --wait --timeout 60    # waits until SERVING (a server still starting)
-    mnist-client bench --concurrency 32 --duration 10 --json result.json
+mnist-client classify digit.png            # file, label, probability
+mnist-client classify --idx t10k-images-idx3-ubyte.gz --labels t10k-labels-idx1-ubyte.gz
+mnist-client info
+mnist-client health                        # exit code 0 only when SERVING; answers at once
+mnist-client health --wait --timeout 60    # waits until SERVING (a server still starting)
+mnist-client bench --concurrency 32 --duration 10 --json result.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,26 +42,38 @@ def add_connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -
     """The options every command takes. The top-level parser holds the defaults; each command
     repeats the options without defaults (SUPPRESS), so given after the command they override
     and left out they keep the top level's value (including $MNIST_CLIENT_TARGET)."""
+
     def default(value):
         return value if defaults else argparse.SUPPRESS
 
-    parser.add_argument("--target", default=default(default_target()),
-                        help=f"server HOST:PORT (default ${TARGET_ENV} or {default_target()})")
-    parser.add_argument("--timeout", type=float, default=default(DEFAULT_TIMEOUT),
-                        help=f"deadline of each call in seconds (default {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("--retries", type=int, default=default(DEFAULT_RETRIES),
-                        help=f"retries on UNAVAILABLE, 0-4 (default {DEFAULT_RETRIES})")
+    parser.add_argument(
+        "--target",
+        default=default(default_target()),
+        help=f"server HOST:PORT (default ${TARGET_ENV} or {default_target()})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=default(DEFAULT_TIMEOUT),
+        help=f"deadline of each call in seconds (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=default(DEFAULT_RETRIES),
+        help=f"retries on UNAVAILABLE, 0-4 (default {DEFAULT_RETRIES})",
+    )
     parser.add_argument("--model", default=default(""), help="model name (default: the server's)")
     tls = parser.add_argument_group("TLS and authentication")
-    tls.add_argument("--tls", action="store_true", default=default(False),
-                     help="use TLS with the system's root CAs")
-    for flag, text in (("--tls-ca", "CA certificate (PEM) to trust; implies --tls"),
-                       ("--tls-cert", "client certificate (PEM) for mutual TLS"),
-                       ("--tls-key", "client private key (PEM) for mutual TLS"),
-                       ("--token-file", "file holding a bearer token to send")):
+    tls.add_argument("--tls", action="store_true", default=default(False), help="use TLS with the system's root CAs")
+    for flag, text in (
+        ("--tls-ca", "CA certificate (PEM) to trust; implies --tls"),
+        ("--tls-cert", "client certificate (PEM) for mutual TLS"),
+        ("--tls-key", "client private key (PEM) for mutual TLS"),
+        ("--token-file", "file holding a bearer token to send"),
+    ):
         tls.add_argument(flag, type=Path, default=default(None), help=text)
-    tls.add_argument("--tls-server-name", default=default(None),
-                     help="name to verify in the server's certificate")
+    tls.add_argument("--tls-server-name", default=default(None), help="name to verify in the server's certificate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,26 +100,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = command("health", "exit 0 when the server is SERVING, else 1")
     health.add_argument("--service", default="", help="service name (default: overall health)")
-    health.add_argument("--wait", action="store_true",
-                        help="wait until SERVING or --timeout passes (default: answer at once)")
+    health.add_argument(
+        "--wait", action="store_true", help="wait until SERVING or --timeout passes (default: answer at once)"
+    )
 
     bench = command("bench", "load-test the server")
     stop = bench.add_mutually_exclusive_group()
     stop.add_argument("--duration", type=float, help="measure for this many seconds (default 10)")
     stop.add_argument("--requests", type=int, help="measure this many requests")
-    bench.add_argument("--concurrency", type=int, default=8,
-                       help="callers (closed loop) or max requests in flight (open loop); default %(default)s")
+    bench.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="callers (closed loop) or max requests in flight (open loop); default %(default)s",
+    )
     bench.add_argument("--rate", type=float, help="open loop: send this many requests/s on a schedule")
     bench.add_argument("--batch", type=int, default=1, help="images per request (default %(default)s)")
     bench.add_argument("--stream", action="store_true", help="use the ClassifyStream RPC")
     bench.add_argument("--warmup", type=float, default=1.0, help="seconds not measured (default %(default)s)")
     bench.add_argument("--idx", type=Path, help="IDX images to send (default: random digits)")
-    bench.add_argument("--encoding", choices=["packed", "pixels", "png"], default="packed",
-                       help="how images travel (default %(default)s)")
-    bench.add_argument("--processes", type=int, default=1,
-                       help="load-generating processes (default %(default)s)")
-    bench.add_argument("--connections", type=int, default=1,
-                       help="TCP connections per process (default %(default)s)")
+    bench.add_argument(
+        "--encoding",
+        choices=["packed", "pixels", "png"],
+        default="packed",
+        help="how images travel (default %(default)s)",
+    )
+    bench.add_argument("--processes", type=int, default=1, help="load-generating processes (default %(default)s)")
+    bench.add_argument("--connections", type=int, default=1, help="TCP connections per process (default %(default)s)")
     bench.add_argument("--json", type=Path, dest="json_file", help="write the result to this file")
     bench.add_argument("--quiet", action="store_true", help="no live progress on stderr")
     return parser
@@ -119,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         tls, token = _tls(args), _token(args)
         if args.command == "bench":
             return _bench(args, tls, token)
-        with MnistClient(args.target, timeout=args.timeout, retries=args.retries, tls=tls,
-                         token=token, model=args.model) as client:
+        with MnistClient(
+            args.target, timeout=args.timeout, retries=args.retries, tls=tls, token=token, model=args.model
+        ) as client:
             if args.command == "classify":
                 return _classify(parser, args, client)
             if args.command == "info":
@@ -137,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
 def _tls(args: argparse.Namespace) -> TlsConfig | None:
     if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name):
         return None
-    return TlsConfig(root_ca=args.tls_ca, client_cert=args.tls_cert, client_key=args.tls_key,
-                     server_name=args.tls_server_name)
+    return TlsConfig(
+        root_ca=args.tls_ca, client_cert=args.tls_cert, client_key=args.tls_key, server_name=args.tls_server_name
+    )
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -147,14 +169,14 @@ def _token(args: argparse.Namespace) -> str | None:
 
 def _classify(parser: argparse.ArgumentParser, args: argparse.Namespace, client: MnistClient) -> int:
     if not args.files and args.idx is None:
-        parser.error("classify: give image FILEs (PNG/JPEG), or --idx IMAGES_FILE "
-                     "(e.g. mnist-client classify digit.png)")
+        parser.error(
+            "classify: give image FILEs (PNG/JPEG), or --idx IMAGES_FILE (e.g. mnist-client classify digit.png)"
+        )
     if args.files and args.idx is not None:
         parser.error("classify: give image FILEs or --idx, not both")
     if args.idx is None:
         return classify_files(client, args.files, version=args.version, as_json=args.json)
-    return classify_idx(client, args.idx, args.labels, args.count, version=args.version,
-                        as_json=args.json)
+    return classify_idx(client, args.idx, args.labels, args.count, version=args.version, as_json=args.json)
 
 
 def _info(args: argparse.Namespace, client: MnistClient) -> int:
@@ -162,8 +184,7 @@ def _info(args: argparse.Namespace, client: MnistClient) -> int:
     if args.json:
         print(json.dumps(asdict(info), indent=2))
         return EXIT_OK
-    print(f"model        {info.name} version {info.version} (loaded: "
-          f"{', '.join(map(str, info.loaded_versions))})")
+    print(f"model        {info.name} version {info.version} (loaded: {', '.join(map(str, info.loaded_versions))})")
     print(f"input        {info.input_dtype} {list(info.input_shape)}")
     print(f"classes      {', '.join(info.class_names)}")
     print(f"device       {info.device}, max batch {info.max_batch_size}")
@@ -185,11 +206,23 @@ def _health(args: argparse.Namespace, client: MnistClient) -> int:
 def _bench(args: argparse.Namespace, tls: TlsConfig | None, token: str | None) -> int:
     images = read_idx(args.idx) if args.idx else random_digits()
     config = BenchConfig(
-        target=args.target, concurrency=args.concurrency, duration=args.duration,
-        requests=args.requests, batch=args.batch, rate=args.rate, stream=args.stream,
-        warmup=args.warmup, processes=args.processes, connections=args.connections,
-        encoding=args.encoding, timeout=args.timeout, tls=tls, token=token, model=args.model,
-        images_source=str(args.idx) if args.idx else "random")
+        target=args.target,
+        concurrency=args.concurrency,
+        duration=args.duration,
+        requests=args.requests,
+        batch=args.batch,
+        rate=args.rate,
+        stream=args.stream,
+        warmup=args.warmup,
+        processes=args.processes,
+        connections=args.connections,
+        encoding=args.encoding,
+        timeout=args.timeout,
+        tls=tls,
+        token=token,
+        model=args.model,
+        images_source=str(args.idx) if args.idx else "random",
+    )
     result = run_bench(config, images, progress=None if args.quiet else sys.stderr)
     print(format_result(result))
     if args.json_file:

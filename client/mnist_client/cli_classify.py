@@ -5,6 +5,7 @@ The rule for blank: an image whose pixels are all equal once prepared for the mo
 model still answers a label, but it is noise). Files are prepared here as the server prepares
 them (the model's `image_preparation`); IDX images are sent as they are.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,9 @@ import numpy as np
 
 from mnist_client.client import MnistClient
 from mnist_client.errors import ClientError
+from mnist_client.results import Prediction
 from mnist_serving.idx import IdxError, read_idx
 from mnist_serving.images import DEFAULT_PREPARATION, PREPARATIONS, ImageDecodeError, decode_image
-from mnist_client.results import Prediction
 
 EXIT_OK, EXIT_FAILED = 0, 1
 BLANK_NOTE = "blank image: the answer means nothing"
@@ -39,9 +40,16 @@ def classify_files(client: MnistClient, files: list[Path], *, version: int, as_j
     answers = _answers(client, contents, errors, version)
     blank = _blank_files(client, contents, answers, version)
     if as_json:
-        print(json.dumps([{"file": str(path), "error": errors[i]} if i in errors
-                          else {"file": str(path), **asdict(answers[i]), "blank": i in blank}
-                          for i, path in enumerate(files)]))
+        print(
+            json.dumps(
+                [
+                    {"file": str(path), "error": errors[i]}
+                    if i in errors
+                    else {"file": str(path), **asdict(answers[i]), "blank": i in blank}
+                    for i, path in enumerate(files)
+                ]
+            )
+        )
     for index, path in enumerate(files):
         if index in errors:
             print(f"error: {path}: {errors[index]}", file=sys.stderr)
@@ -53,8 +61,9 @@ def classify_files(client: MnistClient, files: list[Path], *, version: int, as_j
     return EXIT_FAILED if errors else EXIT_OK
 
 
-def _answers(client: MnistClient, contents: dict[int, bytes], errors: dict[int, str],
-             version: int) -> dict[int, Prediction]:
+def _answers(
+    client: MnistClient, contents: dict[int, bytes], errors: dict[int, str], version: int
+) -> dict[int, Prediction]:
     """All files in one go; when the server rejects the input, each file alone, to tell which."""
     indices = list(contents)
     if not indices:
@@ -75,8 +84,9 @@ def _answers(client: MnistClient, contents: dict[int, bytes], errors: dict[int, 
     return answers
 
 
-def _blank_files(client: MnistClient, contents: dict[int, bytes], answers: dict[int, Prediction],
-                 version: int) -> set[int]:
+def _blank_files(
+    client: MnistClient, contents: dict[int, bytes], answers: dict[int, Prediction], version: int
+) -> set[int]:
     if not answers:
         return set()
     name = client.model_info(version=version).metadata.get("image_preparation", DEFAULT_PREPARATION)
@@ -97,8 +107,9 @@ def is_blank(pixels: np.ndarray) -> bool:
     return bool(pixels.size) and int(pixels.min()) == int(pixels.max())
 
 
-def classify_idx(client: MnistClient, idx: Path, labels_path: Path | None, count: int | None, *,
-                 version: int, as_json: bool) -> int:
+def classify_idx(
+    client: MnistClient, idx: Path, labels_path: Path | None, count: int | None, *, version: int, as_json: bool
+) -> int:
     try:
         images = read_idx(idx, count)
         labels = read_idx(labels_path, count) if labels_path else None
@@ -111,8 +122,11 @@ def classify_idx(client: MnistClient, idx: Path, labels_path: Path | None, count
     elapsed = time.monotonic() - started
     predicted = [p.label for p in predictions]
     blank = [index for index, image in enumerate(images) if is_blank(image)]
-    summary: dict[str, Any] = {"images": len(predictions), "seconds": round(elapsed, 3),
-                               "model_version": predictions[0].model_version if predictions else None}
+    summary: dict[str, Any] = {
+        "images": len(predictions),
+        "seconds": round(elapsed, 3),
+        "model_version": predictions[0].model_version if predictions else None,
+    }
     if labels is not None:
         correct = sum(int(p == t) for p, t in zip(predicted, labels.tolist()))
         summary.update(correct=correct, accuracy=correct / len(labels) if len(labels) else None)
@@ -124,8 +138,10 @@ def classify_idx(client: MnistClient, idx: Path, labels_path: Path | None, count
     if labels is None:
         for index, p in enumerate(predictions):
             print(f"{index}\t{_columns(p)}")
-    print(f"classified {len(predictions)} images in {elapsed:.2f} s "
-          f"(model version {summary['model_version']})", file=sys.stderr if labels is None else sys.stdout)
+    print(
+        f"classified {len(predictions)} images in {elapsed:.2f} s (model version {summary['model_version']})",
+        file=sys.stderr if labels is None else sys.stdout,
+    )
     if labels is not None:
         print(f"accuracy {summary['accuracy']:.4f} ({summary['correct']}/{len(labels)})")
     return EXIT_OK

@@ -1,4 +1,5 @@
 """``MnistClient``: the synchronous client."""
+
 from __future__ import annotations
 
 import time
@@ -9,14 +10,19 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from mnist_client.channel import DEFAULT_RETRIES, DEFAULT_TIMEOUT, TlsConfig, sync_channel
-from mnist_client.diagnose import (HEALTH_POLL_S, PROBE_TIMEOUT_S, WAITING_CODES, Problem,
-                                   ServerUnreachable, probe_result, worth_waiting)
+from mnist_client.diagnose import (
+    HEALTH_POLL_S,
+    PROBE_TIMEOUT_S,
+    WAITING_CODES,
+    Problem,
+    ServerUnreachable,
+    probe_result,
+    worth_waiting,
+)
 from mnist_client.errors import ClientError, from_rpc_error
-from mnist_client.requests import (DEFAULT_CHUNK_SIZE, Images, build_request, chunk_requests,
-                                   image_count, normalize)
+from mnist_client.requests import DEFAULT_CHUNK_SIZE, Images, build_request, chunk_requests, image_count, normalize
 from mnist_client.results import ModelInfo, Prediction, predictions_from
-from mnist_client.settings import (DEFAULT_MAX_CHUNKS_IN_FLIGHT, ClientSettings, health_request,
-                                   health_status_name)
+from mnist_client.settings import DEFAULT_MAX_CHUNKS_IN_FLIGHT, ClientSettings, health_request, health_status_name
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1.classifier_pb2_grpc import ClassifierStub
 
@@ -43,21 +49,38 @@ class MnistClient:
     before a restart; turn it off for a server whose health service needs a token.
     """
 
-    def __init__(self, target: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 retries: int = DEFAULT_RETRIES, tls: TlsConfig | bool | None = None,
-                 token: str | None = None, model: str = "", chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 max_chunks_in_flight: int = DEFAULT_MAX_CHUNKS_IN_FLIGHT,
-                 health_check: bool = True) -> None:
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        tls: TlsConfig | bool | None = None,
+        token: str | None = None,
+        model: str = "",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_chunks_in_flight: int = DEFAULT_MAX_CHUNKS_IN_FLIGHT,
+        health_check: bool = True,
+    ) -> None:
         self._settings = ClientSettings.build(
-            target, timeout=timeout, retries=retries, tls=tls, token=token, model=model,
-            chunk_size=chunk_size, max_chunks_in_flight=max_chunks_in_flight,
-            health_check=health_check)
-        self._channel = sync_channel(self._settings.target, retries=retries, tls=self._settings.tls,
-                                     health_check=health_check)
+            target,
+            timeout=timeout,
+            retries=retries,
+            tls=tls,
+            token=token,
+            model=model,
+            chunk_size=chunk_size,
+            max_chunks_in_flight=max_chunks_in_flight,
+            health_check=health_check,
+        )
+        self._channel = sync_channel(
+            self._settings.target, retries=retries, tls=self._settings.tls, health_check=health_check
+        )
         self._stub = ClassifierStub(self._channel)
         # Health checks go over a channel that does not itself wait for the server to be healthy.
-        self._health_channel = sync_channel(self._settings.target, retries=0, tls=self._settings.tls,
-                                            health_check=False)
+        self._health_channel = sync_channel(
+            self._settings.target, retries=0, tls=self._settings.tls, health_check=False
+        )
         self._health = health_pb2_grpc.HealthStub(self._health_channel)
         self._reached = False  # has the server ever answered? (until then, failures are explained)
 
@@ -65,8 +88,15 @@ class MnistClient:
     def target(self) -> str:
         return self._settings.target
 
-    def classify(self, images: Images, *, model: str | None = None, version: int = 0,
-                 timeout: float | None = None, chunk_size: int | None = None) -> list[Prediction]:
+    def classify(
+        self,
+        images: Images,
+        *,
+        model: str | None = None,
+        version: int = 0,
+        timeout: float | None = None,
+        chunk_size: int | None = None,
+    ) -> list[Prediction]:
         """One ``Prediction`` per image, in input order.
 
         ``images``: a numpy array [N, 28, 28] or [28, 28] (uint8, or float in [0, 1]),
@@ -87,8 +117,7 @@ class MnistClient:
             for request in requests:
                 if len(window) >= self._settings.max_chunks_in_flight:
                     results.extend(_collect(*window.popleft()))
-                future = self._stub.Classify.future(request, timeout=deadline,
-                                                    metadata=self._settings.metadata)
+                future = self._stub.Classify.future(request, timeout=deadline, metadata=self._settings.metadata)
                 window.append((future, image_count(request)))
             while window:
                 results.extend(_collect(*window.popleft()))
@@ -100,8 +129,9 @@ class MnistClient:
                 future.cancel()
         return results
 
-    def classify_stream(self, inputs: Iterable[Images], *, model: str | None = None,
-                        version: int = 0, timeout: float | None = None) -> Iterator[list[Prediction]]:
+    def classify_stream(
+        self, inputs: Iterable[Images], *, model: str | None = None, version: int = 0, timeout: float | None = None
+    ) -> Iterator[list[Prediction]]:
         """Classify each element of ``inputs`` over one stream; yields its predictions in order.
 
         ``timeout`` bounds the whole stream. Iteration stops with ``ClientError`` at the first
@@ -137,8 +167,7 @@ class MnistClient:
         if local_error:
             raise local_error[0]
 
-    def model_info(self, *, model: str | None = None, version: int = 0,
-                   timeout: float | None = None) -> ModelInfo:
+    def model_info(self, *, model: str | None = None, version: int = 0, timeout: float | None = None) -> ModelInfo:
         """What the server serves.
 
         >>> client.model_info().class_names[:3]   # doctest: +SKIP
@@ -148,8 +177,7 @@ class MnistClient:
         deadline = self._settings.deadline(timeout)
         self._fail_fast(deadline)
         try:
-            response = self._stub.GetModelInfo(request, timeout=deadline,
-                                               metadata=self._settings.metadata)
+            response = self._stub.GetModelInfo(request, timeout=deadline, metadata=self._settings.metadata)
         except grpc.RpcError as error:
             raise self._error(error, deadline) from None
         self._reached = True
@@ -183,11 +211,11 @@ class MnistClient:
     def _check(self, service: str, timeout: float) -> str:
         """One health check that does not wait for a connection."""
         try:
-            response = self._health.Check(health_request(service), wait_for_ready=False,
-                                          timeout=timeout, metadata=self._settings.metadata)
+            response = self._health.Check(
+                health_request(service), wait_for_ready=False, timeout=timeout, metadata=self._settings.metadata
+            )
         except grpc.RpcError as error:
-            problem = probe_result(error.code(), error.details() or "", self.target,
-                                   self._settings.tls)
+            problem = probe_result(error.code(), error.details() or "", self.target, self._settings.tls)
             if problem is not None:
                 raise ServerUnreachable(error.code(), self.target, problem) from None
             self._reached = True

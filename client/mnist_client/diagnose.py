@@ -8,6 +8,7 @@ the certificate the server requires) it looks at the port itself: one TCP connec
 standard ``ssl`` module (not verifying anything: only to learn whether the port speaks TLS and
 whether it hangs up before answering HTTP/2).
 """
+
 from __future__ import annotations
 
 import re
@@ -45,11 +46,16 @@ def connection_problem(details: str, target: str, tls: TlsConfig | None) -> Prob
         return Problem("not a gRPC server (it answered HTTP/1.1; the HTTP port?)", lasting=True)
     if "CERTIFICATE_VERIFY_FAILED" in details:
         why = re.search(r"CERTIFICATE_VERIFY_FAILED: ([^:]+)", details)
-        return Problem("TLS handshake failed: the server's certificate is not trusted"
-                       + (f" ({why.group(1).strip()})" if why else ""), lasting=True)
+        return Problem(
+            "TLS handshake failed: the server's certificate is not trusted"
+            + (f" ({why.group(1).strip()})" if why else ""),
+            lasting=True,
+        )
     if "WRONG_VERSION_NUMBER" in details and tls is not None:
-        return Problem("TLS handshake failed: the server does not speak TLS (a plaintext port? "
-                       "leave out --tls/--tls-ca)", lasting=True)
+        return Problem(
+            "TLS handshake failed: the server does not speak TLS (a plaintext port? leave out --tls/--tls-ca)",
+            lasting=True,
+        )
     if "handshake" in details.lower():
         return Problem(f"TLS handshake failed ({details.rsplit(': ', 1)[-1]})", lasting=True)
     if "Socket closed" in details or "Connection reset" in details:
@@ -63,14 +69,16 @@ def _hung_up(target: str, tls: TlsConfig | None) -> Problem | None:
     if answer is None:  # not a TLS port, or not reachable now: nothing certain to say
         return None
     if tls is None:
-        return Problem("TLS handshake failed: the server speaks TLS, the client plaintext "
-                       "(give --tls-ca CA.pem, or --tls)", lasting=True)
+        return Problem(
+            "TLS handshake failed: the server speaks TLS, the client plaintext (give --tls-ca CA.pem, or --tls)",
+            lasting=True,
+        )
     if answer == b"" and tls.client_cert is None:
-        return Problem("the server requires a client certificate (give --tls-cert and --tls-key)",
-                       lasting=True)
+        return Problem("the server requires a client certificate (give --tls-cert and --tls-key)", lasting=True)
     if answer == b"":
-        return Problem("the server refused the client certificate (is it signed by a CA the "
-                       "server trusts?)", lasting=True)
+        return Problem(
+            "the server refused the client certificate (is it signed by a CA the server trusts?)", lasting=True
+        )
     return None
 
 
@@ -101,7 +109,7 @@ def host_port(target: str) -> tuple[str, int] | None:
     None for targets a socket cannot dial (``unix:``)."""
     for scheme in ("dns:///", "dns:", "ipv4:", "ipv6:"):
         if target.startswith(scheme):
-            target = target[len(scheme):]
+            target = target[len(scheme) :]
             break
     if target.startswith("unix"):
         return None
@@ -116,8 +124,7 @@ def host_port(target: str) -> tuple[str, int] | None:
         return None
 
 
-def probe_result(code: grpc.StatusCode | None, details: str, target: str,
-                 tls: TlsConfig | None) -> Problem | None:
+def probe_result(code: grpc.StatusCode | None, details: str, target: str, tls: TlsConfig | None) -> Problem | None:
     """What a health check sent without waiting for the server says: None when the server answered
     (with any status), else the problem (an unrecognised one is not taken as lasting)."""
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -131,8 +138,7 @@ class ServerUnreachable(ClientError):
     """A call that never reached the server; ``problem`` says why (``problem.lasting``: waiting
     will not help)."""
 
-    def __init__(self, code: grpc.StatusCode, target: str, problem: Problem,
-                 waited: float | None = None) -> None:
+    def __init__(self, code: grpc.StatusCode, target: str, problem: Problem, waited: float | None = None) -> None:
         suffix = f" (waited {waited:g} s)" if waited is not None else ""
         super().__init__(code, f"cannot reach {target}: {problem.reason}{suffix}")
         self.problem = problem

@@ -1,4 +1,5 @@
 """The one exception the client raises, and the conversion from gRPC's own."""
+
 from __future__ import annotations
 
 import grpc

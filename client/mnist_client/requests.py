@@ -4,12 +4,12 @@ Arrays and PIL images become raw pixels (arrays go in one ``packed`` buffer: che
 and to parse); PNG/JPEG bytes and image files are sent ``encoded`` and the server prepares
 them the way MNIST was made.
 """
+
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image
@@ -18,12 +18,12 @@ from mnist_client.errors import invalid_input
 from mnist_serving.images import SIDE, as_uint8, to_pixels
 from mnist_serving.v1 import classifier_pb2 as pb
 
-ImageLike = Union[np.ndarray, bytes, bytearray, memoryview, str, os.PathLike, Image.Image]
-Images = Union[ImageLike, Sequence[ImageLike]]
+ImageLike = np.ndarray | bytes | bytearray | memoryview | str | os.PathLike | Image.Image
+Images = ImageLike | Sequence[ImageLike]
 DEFAULT_CHUNK_SIZE = 512
 
 # One image ready to send: uint8 [28, 28] pixels or encoded file bytes.
-Item = Union[np.ndarray, bytes]
+Item = np.ndarray | bytes
 
 
 def normalize(images: Images) -> np.ndarray | list[Item]:
@@ -67,26 +67,31 @@ def _item(image: ImageLike, index: int) -> Item:
             return to_pixels(image)
         except ValueError as exc:
             raise invalid_input(f"image {index}: {exc}") from None
-    raise invalid_input(f"image {index}: unsupported type {type(image).__name__}; give a numpy "
-                        "array, PNG/JPEG bytes, a file path or a PIL image")
+    raise invalid_input(
+        f"image {index}: unsupported type {type(image).__name__}; give a numpy "
+        "array, PNG/JPEG bytes, a file path or a PIL image"
+    )
 
 
-def chunk_requests(batch: np.ndarray | list[Item], chunk_size: int,
-                   model: pb.ModelSpec | None = None) -> Iterator[pb.ClassifyRequest]:
+def chunk_requests(
+    batch: np.ndarray | list[Item], chunk_size: int, model: pb.ModelSpec | None = None
+) -> Iterator[pb.ClassifyRequest]:
     """Requests of at most ``chunk_size`` images each, in order."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     for start in range(0, len(batch), chunk_size):
-        yield build_request(batch[start:start + chunk_size], model)
+        yield build_request(batch[start : start + chunk_size], model)
 
 
-def build_request(batch: np.ndarray | list[Item], model: pb.ModelSpec | None = None,
-                  request_id: str = "") -> pb.ClassifyRequest:
+def build_request(
+    batch: np.ndarray | list[Item], model: pb.ModelSpec | None = None, request_id: str = ""
+) -> pb.ClassifyRequest:
     if isinstance(batch, np.ndarray):
         packed = pb.PackedImages(data=batch.tobytes(), count=len(batch), height=SIDE, width=SIDE)
         return pb.ClassifyRequest(model=model, packed=packed, request_id=request_id)
-    images = [pb.Image(pixels=item.tobytes()) if isinstance(item, np.ndarray) else pb.Image(encoded=item)
-              for item in batch]
+    images = [
+        pb.Image(pixels=item.tobytes()) if isinstance(item, np.ndarray) else pb.Image(encoded=item) for item in batch
+    ]
     return pb.ClassifyRequest(model=model, images=images, request_id=request_id)
 
 

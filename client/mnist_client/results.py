@@ -1,4 +1,5 @@
 """What calls return: ``Prediction`` and ``ModelInfo``, built from the response messages."""
+
 from __future__ import annotations
 
 import json
@@ -49,10 +50,17 @@ class ModelInfo:
     @classmethod
     def from_message(cls, msg: pb.GetModelInfoResponse) -> ModelInfo:
         metadata = json.loads(msg.metadata_json) if msg.metadata_json else {}
-        return cls(name=msg.name, version=msg.version, loaded_versions=tuple(msg.loaded_versions),
-                   input_shape=tuple(msg.input_shape), input_dtype=msg.input_dtype,
-                   class_names=tuple(msg.class_names), device=msg.device,
-                   max_batch_size=msg.max_batch_size, metadata=metadata)
+        return cls(
+            name=msg.name,
+            version=msg.version,
+            loaded_versions=tuple(msg.loaded_versions),
+            input_shape=tuple(msg.input_shape),
+            input_dtype=msg.input_dtype,
+            class_names=tuple(msg.class_names),
+            device=msg.device,
+            max_batch_size=msg.max_batch_size,
+            metadata=metadata,
+        )
 
 
 def predictions_from(response: pb.ClassifyResponse, expected: int) -> list[Prediction]:
@@ -60,8 +68,8 @@ def predictions_from(response: pb.ClassifyResponse, expected: int) -> list[Predi
     if response.HasField("error") and response.error.code:
         raise ClientError(code_from_number(response.error.code), response.error.message)
     if len(response.predictions) != expected:
-        raise ClientError(grpc.StatusCode.INTERNAL, f"server answered {len(response.predictions)} "
-                          f"predictions for {expected} images")
+        raise ClientError(
+            grpc.StatusCode.INTERNAL, f"server answered {len(response.predictions)} predictions for {expected} images"
+        )
     version = response.model_version
-    return [Prediction(p.label, p.class_name, tuple(p.probabilities), version)
-            for p in response.predictions]
+    return [Prediction(p.label, p.class_name, tuple(p.probabilities), version) for p in response.predictions]

@@ -8,6 +8,7 @@ dimensions, each dimension as a big-endian uint32, then the data in row-major or
 >>> images.shape, images.dtype
 ((10000, 28, 28), dtype('uint8'))
 """
+
 from __future__ import annotations
 
 import gzip
@@ -20,8 +21,14 @@ import numpy as np
 
 UBYTE_TYPE = 0x08
 # The element-type byte -> numpy dtype; values are stored big-endian.
-_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
-           0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -60,8 +67,11 @@ def parse_idx(data: bytes, count: int | None = None, ndim: int | None = None, na
     zero1, zero2, type_code, file_ndim = data[:4]
     if zero1 or zero2 or type_code not in _DTYPES or file_ndim == 0 or (ndim and file_ndim != ndim):
         expected = f"0x0000TT{ndim:02x}" if ndim else "0x0000TTNN"
-        raise IdxError(name, f"wrong magic number 0x{data[:4].hex()}, expected {expected} (two zero bytes, an "
-                             "element type TT such as 08 for unsigned bytes, then the number of dimensions)")
+        raise IdxError(
+            name,
+            f"wrong magic number 0x{data[:4].hex()}, expected {expected} (two zero bytes, an "
+            "element type TT such as 08 for unsigned bytes, then the number of dimensions)",
+        )
     dtype = _DTYPES[type_code]
     header = 4 + 4 * file_ndim
     if len(data) < header:
@@ -69,8 +79,9 @@ def parse_idx(data: bytes, count: int | None = None, ndim: int | None = None, na
     shape = struct.unpack(f">{file_ndim}I", data[4:header])
     expected_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) - header != expected_bytes:
-        raise IdxError(name, f"holds {len(data) - header} data bytes, the header's shape {shape} needs "
-                             f"{expected_bytes}")
+        raise IdxError(
+            name, f"holds {len(data) - header} data bytes, the header's shape {shape} needs {expected_bytes}"
+        )
     if count is not None:
         if count < 0:
             raise ValueError(f"count must not be negative, got {count}")

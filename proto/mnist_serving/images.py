@@ -10,6 +10,7 @@ metadata.json names which (`image_preparation`):
 The server uses `decode_image` for the `encoded` field; the client uses `to_pixels` for arrays and
 PIL images (digits).
 """
+
 from __future__ import annotations
 
 import io
@@ -69,7 +70,7 @@ def fashion_product_style(image: Image.Image) -> np.ndarray:
     product = np.asarray(Image.fromarray(product.astype(np.uint8)).resize(size, Image.LANCZOS), np.float32)
     canvas = np.zeros((SIDE, SIDE), np.float32)
     top, left = (SIDE - size[1]) // 2, (SIDE - size[0]) // 2
-    canvas[top:top + size[1], left:left + size[0]] = product
+    canvas[top : top + size[1], left : left + size[0]] = product
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
@@ -86,7 +87,7 @@ def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
     top = int(np.clip(round(SIDE / 2 - com_y), 0, SIDE - height))
     left = int(np.clip(round(SIDE / 2 - com_x), 0, SIDE - width))
     canvas = np.zeros((SIDE, SIDE), np.float32)
-    canvas[top:top + height, left:left + width] = digit
+    canvas[top : top + height, left : left + width] = digit
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
@@ -97,16 +98,20 @@ def decoded_pixels(data: bytes, *, max_bytes: int = DEFAULT_MAX_ENCODED_BYTES) -
     return width * height
 
 
-def decode_image(data: bytes, *, max_bytes: int = DEFAULT_MAX_ENCODED_BYTES,
-                 max_pixels: int = DEFAULT_MAX_DECODED_PIXELS, preparation: str = DEFAULT_PREPARATION) -> np.ndarray:
+def decode_image(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_ENCODED_BYTES,
+    max_pixels: int = DEFAULT_MAX_DECODED_PIXELS,
+    preparation: str = DEFAULT_PREPARATION,
+) -> np.ndarray:
     """PNG/JPEG bytes -> uint8 [28, 28], prepared as `preparation` (a PREPARATIONS key) says.
     Raises ImageDecodeError naming the problem."""
     prepare = PREPARATIONS[preparation]
     image = _open(data, max_bytes)
     width, height = image.size
     if width * height > max_pixels:  # checked before decoding: decompression bombs
-        raise ImageDecodeError(f"image is {width}x{height} = {width * height} pixels, "
-                               f"limit is {max_pixels}")
+        raise ImageDecodeError(f"image is {width}x{height} = {width * height} pixels, limit is {max_pixels}")
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

@@ -8,6 +8,7 @@
 A version is a directory whose name is a positive integer; dot-directories and other names are not
 versions. A version is complete once its saved_model.pb (or .pbtxt) is there.
 """
+
 from __future__ import annotations
 
 import os

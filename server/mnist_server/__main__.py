@@ -1,4 +1,5 @@
 """`mnist-server` / `python -m mnist_server`: parse settings, run, exit with a meaningful code."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,13 +1,14 @@
 """Wiring: build every part from Settings, serve gRPC + HTTP, poll for versions, drain on SIGTERM."""
+
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import grpc
 import numpy as np
@@ -65,62 +66,95 @@ class ModelServer:
         self.model_executor = ThreadPoolExecutor(settings.max_concurrent_batches, thread_name_prefix="model-worker")
         self.device_slots = DeviceSlots(settings.max_concurrent_batches)
         self.repository = ModelRepository(
-            settings.models, device=device, keep_versions=settings.keep_versions,
-            make_batcher=self._make_batcher, observer=self.metrics.repository_observer(),
-            warm_up_sizes=warm_up_sizes(settings), drain_timeout_s=settings.grace_period_s,
-            loader=loader)
-        self.core = InferenceCore(self.repository, default_model=settings.default_model,
-                                  max_images_per_request=settings.max_images_per_request,
-                                  max_batch_size=settings.max_batch_size, on_model_named=label_call_model)
+            settings.models,
+            device=device,
+            keep_versions=settings.keep_versions,
+            make_batcher=self._make_batcher,
+            observer=self.metrics.repository_observer(),
+            warm_up_sizes=warm_up_sizes(settings),
+            drain_timeout_s=settings.grace_period_s,
+            loader=loader,
+        )
+        self.core = InferenceCore(
+            self.repository,
+            default_model=settings.default_model,
+            max_images_per_request=settings.max_images_per_request,
+            max_batch_size=settings.max_batch_size,
+            on_model_named=label_call_model,
+        )
         self.health = health.aio.HealthServicer()
         verifier = token_verifier(settings)
         # HTTP and gRPC share the core, the batchers, the token rules and our API's request handling
-        self.http = HttpServer(self.core, settings, self.metrics, verifier,
-                               classifier.ClassifierService(self.core, settings))
+        self.http = HttpServer(
+            self.core, settings, self.metrics, verifier, classifier.ClassifierService(self.core, settings)
+        )
         self.grpc_server = grpc.aio.server(
             # a call refused by auth never reaches the metered handlers (auth counts its own refusals)
             interceptors=auth_interceptors(verifier, self.metrics) or None,
-            options=[("grpc.max_receive_message_length", settings.max_receive_message_bytes),
-                     ("grpc.max_send_message_length", settings.max_receive_message_bytes),
-                     ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
-                     # clients keep connections alive with pings (mnist_client: every 60 s in a
-                     # call); the default tolerance of one per 5 minutes would drop them
-                     ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
-                     ("grpc.so_reuseport", 0)],  # a taken port is an error, not a shared port
-            maximum_concurrent_rpcs=settings.max_concurrent_rpcs)  # beyond: RESOURCE_EXHAUSTED
+            options=[
+                ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+                ("grpc.max_send_message_length", settings.max_receive_message_bytes),
+                ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+                # clients keep connections alive with pings (mnist_client: every 60 s in a
+                # call); the default tolerance of one per 5 minutes would drop them
+                ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+                ("grpc.so_reuseport", 0),
+            ],  # a taken port is an error, not a shared port
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        )  # beyond: RESOURCE_EXHAUSTED
         self.service_names: list[str] = []
         metered = MeteredServer(self.grpc_server, self.metrics)  # every service registers through it
         for adapter in ADAPTERS:
             self.service_names.extend(adapter.add_to_server(metered, self.core, settings))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, metered)
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection.aio.ReflectionServicer(
-            [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME]), metered)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(
+                [
+                    *self.service_names,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ]
+            ),
+            metered,
+        )
         self._stopping = asyncio.Event()
         self._poller: asyncio.Task | None = None
 
     @staticmethod
     def _runtime_loader(settings: Settings) -> ModelLoader:
-        runtime = RuntimeOptions(settings.runtime, settings.intra_op_threads or cpu_count(),
-                                 settings.litert_max_batch_size)
-        log.info("runtime %s%s; computed on the event loop's thread: %s; adaptive batch window %.2f ms",
-                 runtime.kind,
-                 f" (LiteRT up to batch {runtime.litert_max_batch}, TensorFlow above)" if runtime.kind == "auto" else "",
-                 "LiteRT's batches" if settings.inline_max_batch_size is None
-                 else f"batches up to {settings.inline_max_batch_size} images",
-                 settings.adaptive_batch_window_s * 1000)
+        runtime = RuntimeOptions(
+            settings.runtime, settings.intra_op_threads or cpu_count(), settings.litert_max_batch_size
+        )
+        log.info(
+            "runtime %s%s; computed on the event loop's thread: %s; adaptive batch window %.2f ms",
+            runtime.kind,
+            f" (LiteRT up to batch {runtime.litert_max_batch}, TensorFlow above)" if runtime.kind == "auto" else "",
+            "LiteRT's batches"
+            if settings.inline_max_batch_size is None
+            else f"batches up to {settings.inline_max_batch_size} images",
+            settings.adaptive_batch_window_s * 1000,
+        )
         return lambda name, version, path, device: load_model(name, version, path, device, runtime)
 
     def _make_batcher(self, model: LoadedModel) -> Batcher:
         s = self.settings
-        return Batcher(model.predict, max_batch_size=s.max_batch_size, batch_timeout_s=s.batch_timeout_s,
-                       max_queue_images=s.max_queue_images, executor=self.model_executor,
-                       observer=self.core.statistics.observer(model.name, model.version,
-                                                              self.metrics.batch_observer(model.name)),
-                       item_shape=model.input_shape[1:], item_dtype=np.uint8,
-                       inline_max_items=(getattr(model.runtime, "inline_max_batch", 0)
-                                         if s.inline_max_batch_size is None else s.inline_max_batch_size),
-                       adaptive_window_s=s.adaptive_batch_window_s, slots=self.device_slots)
+        return Batcher(
+            model.predict,
+            max_batch_size=s.max_batch_size,
+            batch_timeout_s=s.batch_timeout_s,
+            max_queue_images=s.max_queue_images,
+            executor=self.model_executor,
+            observer=self.core.statistics.observer(model.name, model.version, self.metrics.batch_observer(model.name)),
+            item_shape=model.input_shape[1:],
+            item_dtype=np.uint8,
+            inline_max_items=(
+                getattr(model.runtime, "inline_max_batch", 0)
+                if s.inline_max_batch_size is None
+                else s.inline_max_batch_size
+            ),
+            adaptive_window_s=s.adaptive_batch_window_s,
+            slots=self.device_slots,
+        )
 
     async def start(self) -> None:
         s = self.settings
@@ -131,20 +165,22 @@ class ModelServer:
             else:
                 self.grpc_server.add_secure_port(s.grpc_address, credentials)
         except RuntimeError as exc:
-            raise StartupError(f"cannot listen for gRPC on {s.grpc_address}: {exc} "
-                               "(port in use? try --port)") from None
+            raise StartupError(f"cannot listen for gRPC on {s.grpc_address}: {exc} (port in use? try --port)") from None
         try:
             await self.http.start(http_ssl_context(s))
         except OSError as exc:
-            raise StartupError(f"cannot listen for HTTP on {s.host}:{s.http_port}: {exc.strerror} "
-                               "(port in use? try --http-port)") from None
+            raise StartupError(
+                f"cannot listen for HTTP on {s.host}:{s.http_port}: {exc.strerror} (port in use? try --http-port)"
+            ) from None
         await self._set_health(NOT_SERVING)
         await self.grpc_server.start()
-        log.info("gRPC%s on %s: %s (+ health, reflection); models: %s",
-                 "" if credentials is None else " (TLS)" if s.tls_client_ca is None else " (mutual TLS)",
-                 s.grpc_address,
-                 ", ".join(self.service_names),
-                 ", ".join(f"{m.name}={m.base_path}" for m in s.models))
+        log.info(
+            "gRPC%s on %s: %s (+ health, reflection); models: %s",
+            "" if credentials is None else " (TLS)" if s.tls_client_ca is None else " (mutual TLS)",
+            s.grpc_address,
+            ", ".join(self.service_names),
+            ", ".join(f"{m.name}={m.base_path}" for m in s.models),
+        )
         self._poller = asyncio.create_task(self._poll_forever(), name="model-poller")
 
     async def _poll_forever(self) -> None:
@@ -160,7 +196,7 @@ class ModelServer:
             try:
                 await asyncio.wait_for(self._stopping.wait(), self.settings.poll_interval_s)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _set_health(self, status) -> None:

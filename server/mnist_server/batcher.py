@@ -26,6 +26,7 @@ N computations and one model's small batches do not jump the line ahead of anoth
 returns an array/sequence of length N or a dict of arrays of leading length N (checked). When it
 raises on a batch of several requests, each is retried alone (same slot): only the culprit fails.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,9 +34,10 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +60,7 @@ class BatchObserver:
 
     def batch_started(self, images: int, queue_waits_s: list[float]) -> None: ...
 
-    def batch_finished(self, images: int, compute_s: float, ok: bool,
-                       queue_waits_s: list[float] | None = None) -> None:
+    def batch_finished(self, images: int, compute_s: float, ok: bool, queue_waits_s: list[float] | None = None) -> None:
         """queue_waits_s: those batch_started gave for this batch (batches may overlap); None for
         the retry of one request alone after its batch failed."""
 
@@ -126,12 +127,23 @@ def _worker_result(future: asyncio.Future) -> tuple[Any, Exception | None, float
 
 
 class Batcher:
-    def __init__(self, predict_fn: Callable[[np.ndarray], Any], *, max_batch_size: int,
-                 batch_timeout_s: float, max_queue_images: int, executor: Executor | None,
-                 observer: BatchObserver | None = None, item_shape: tuple[int, ...] | None = None,
-                 item_dtype: np.dtype | None = None, inline_max_items: int = 0, adaptive_window_s: float = 0.0,
-                 max_concurrent_batches: int = 1, slots: DeviceSlots | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        predict_fn: Callable[[np.ndarray], Any],
+        *,
+        max_batch_size: int,
+        batch_timeout_s: float,
+        max_queue_images: int,
+        executor: Executor | None,
+        observer: BatchObserver | None = None,
+        item_shape: tuple[int, ...] | None = None,
+        item_dtype: np.dtype | None = None,
+        inline_max_items: int = 0,
+        adaptive_window_s: float = 0.0,
+        max_concurrent_batches: int = 1,
+        slots: DeviceSlots | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if max_batch_size < 1 or max_queue_images < 1 or batch_timeout_s < 0:
             raise ValueError("max_batch_size and max_queue_images must be >= 1, batch_timeout_s >= 0")
         self._predict_fn = predict_fn
@@ -185,8 +197,10 @@ class Batcher:
         self._ensure_dispatcher()
         if count <= self.max_batch_size:
             return await self._enqueue(items, deadline)
-        futures = [self._enqueue(items[start:start + self.max_batch_size], deadline)
-                   for start in range(0, count, self.max_batch_size)]
+        futures = [
+            self._enqueue(items[start : start + self.max_batch_size], deadline)
+            for start in range(0, count, self.max_batch_size)
+        ]
         try:
             parts = await asyncio.gather(*futures)
         except BaseException:
@@ -203,7 +217,7 @@ class Batcher:
         if task is not None and not task.done():
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._settle_all(BatcherClosed())
@@ -212,8 +226,9 @@ class Batcher:
         if not isinstance(items, np.ndarray) or items.ndim < 1:
             raise TypeError(f"items must be a numpy array with a leading batch axis, got {type(items)}")
         if self._item_shape is not None and items.shape[1:] != self._item_shape:
-            raise ValueError(f"items must have shape [N, {', '.join(map(str, self._item_shape))}], "
-                             f"got {list(items.shape)}")
+            raise ValueError(
+                f"items must have shape [N, {', '.join(map(str, self._item_shape))}], got {list(items.shape)}"
+            )
         if self._item_dtype is not None and items.dtype != self._item_dtype:
             raise ValueError(f"items must have dtype {self._item_dtype}, got {items.dtype}")
         if len(items) == 0:
@@ -364,9 +379,12 @@ class Batcher:
                 if pending.future.done():
                     continue
                 outputs, exc, compute_s = (
-                    _run_model(self._predict_fn, [pending.items]) if pending.size <= self.inline_max_items
+                    _run_model(self._predict_fn, [pending.items])
+                    if pending.size <= self.inline_max_items
                     else await asyncio.get_running_loop().run_in_executor(
-                        self._executor, _run_model, self._predict_fn, [pending.items]))
+                        self._executor, _run_model, self._predict_fn, [pending.items]
+                    )
+                )
                 self._observer.batch_finished(pending.size, compute_s, exc is None, None)
                 if exc is not None:
                     self._fail(pending, exc, pending.size)

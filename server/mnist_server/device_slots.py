@@ -14,6 +14,7 @@ no thread hop); only a lane that must wait creates a future. A lane waits for on
 (its batcher's dispatcher), and a lane that gave up waiting (cancelled) passes on a slot it was
 handed, so a closing batcher never keeps one.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -4,6 +4,7 @@ Every protocol adapter raises (or lets through) these exceptions; the metered ha
 and the streaming handlers call `to_status` so the same failure always gets the same code and message.
 Anything not in the table is a bug: INTERNAL with a generic message, traceback in the log.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,8 +61,10 @@ class Overloaded(ServingError):
     """The batch queue is full: shed load now rather than time out later (clients may retry)."""
 
     def __init__(self, queued: int, requested: int, limit: int):
-        super().__init__(f"server overloaded: {queued} images queued, {requested} more would exceed "
-                         f"the limit of {limit}; retry later")
+        super().__init__(
+            f"server overloaded: {queued} images queued, {requested} more would exceed "
+            f"the limit of {limit}; retry later"
+        )
         self.queued = queued
         self.requested = requested
         self.limit = limit

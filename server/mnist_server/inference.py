@@ -3,11 +3,12 @@
 Adapters (our Classifier, TF Serving, KServe v2) only convert their protos to a uint8 array
 [N, 28, 28] and back; model choice, limits, deadlines, batching and versions live here.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -28,6 +29,7 @@ class InferenceResult:
 @dataclass(frozen=True)
 class ModelDescription:
     """What metadata endpoints (GetModelInfo, TF Serving GetModelMetadata, KServe ModelMetadata) need."""
+
     name: str
     version: int  # the version that answers when none is asked for
     loaded_versions: tuple[int, ...]
@@ -41,9 +43,16 @@ class ModelDescription:
 
 
 class InferenceCore:
-    def __init__(self, repository: ModelRepository, *, default_model: str, max_images_per_request: int,
-                 max_batch_size: int, clock: Callable[[], float] = time.monotonic,
-                 on_model_named: Callable[[str | None], None] = lambda name: None):
+    def __init__(
+        self,
+        repository: ModelRepository,
+        *,
+        default_model: str,
+        max_images_per_request: int,
+        max_batch_size: int,
+        clock: Callable[[], float] = time.monotonic,
+        on_model_named: Callable[[str | None], None] = lambda name: None,
+    ):
         self.repository = repository
         self.default_model = default_model
         self.max_images_per_request = max_images_per_request
@@ -98,11 +107,14 @@ class InferenceCore:
         if count == 0:
             raise InvalidInput("the request has no images")
         if count > self.max_images_per_request:
-            raise InvalidInput(f"the request has {count} images, the limit is "
-                               f"{self.max_images_per_request} per request (--max-images-per-request)")
+            raise InvalidInput(
+                f"the request has {count} images, the limit is "
+                f"{self.max_images_per_request} per request (--max-images-per-request)"
+            )
 
-    async def infer(self, model_name: str | None, version: int | None, images: np.ndarray,
-                    deadline: float | None = None) -> InferenceResult:
+    async def infer(
+        self, model_name: str | None, version: int | None, images: np.ndarray, deadline: float | None = None
+    ) -> InferenceResult:
         """Classifies uint8 [N, 28, 28]. version None: the latest. deadline: absolute, on `clock`."""
         name = self.model_name(model_name)
         if version is not None and version < 1:
@@ -122,8 +134,7 @@ class InferenceCore:
             raise InvalidInput(f"images must have dtype uint8, got {images.dtype}")
         expected = list(input_shape[1:])
         if images.ndim != len(input_shape) or list(images.shape[1:]) != expected:
-            raise InvalidInput(f"images must have shape [N, {', '.join(map(str, expected))}], "
-                               f"got {list(images.shape)}")
+            raise InvalidInput(f"images must have shape [N, {', '.join(map(str, expected))}], got {list(images.shape)}")
         self.check_image_count(len(images))
 
     def signature(self, model_name: str | None, version: int | None = None) -> tuple[str, SignatureDescription]:
@@ -152,11 +163,17 @@ class InferenceCore:
             raise InvalidInput(f"model version must be a positive integer, got {version}")
         model = self.repository.resolve(name, version).model
         return ModelDescription(
-            name=name, version=model.version,
+            name=name,
+            version=model.version,
             loaded_versions=tuple(self.repository.loaded_versions(name)),
-            signature=model.signature, class_names=model.class_names, metadata=model.metadata,
-            metadata_json=model.metadata_json, device=model.device.kind,
-            max_batch_size=self.max_batch_size, runtime=model.runtime_name)
+            signature=model.signature,
+            class_names=model.class_names,
+            metadata=model.metadata,
+            metadata_json=model.metadata_json,
+            device=model.device.kind,
+            max_batch_size=self.max_batch_size,
+            runtime=model.runtime_name,
+        )
 
     def version_statuses(self, model_name: str | None) -> list[VersionStatus]:
         return self.repository.statuses(self.model_name(model_name))

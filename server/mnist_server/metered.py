@@ -5,13 +5,15 @@ So a protocol adapter only raises domain errors; metrics and the error table com
 Wrapping at registration instead of in a grpc.aio ServerInterceptor saves the interceptor chain
 gRPC awaits on every call (measured in docs/benchmarks.md: part of the Python cost per request).
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import inspect
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -33,8 +35,10 @@ def _request_decoder(deserialize: Callable[[bytes], Any] | None) -> Callable[[by
         try:
             return deserialize(data)
         except Exception as exc:  # DecodeError and friends
-            raise InvalidInput(f"the request bytes are not a valid {name} ({len(data)} bytes; "
-                               f"{type(exc).__name__}: {exc})") from None
+            raise InvalidInput(
+                f"the request bytes are not a valid {name} ({len(data)} bytes; {type(exc).__name__}: {exc})"
+            ) from None
+
     return decode
 
 
@@ -46,6 +50,7 @@ def _decoding_stream(behavior, decode):
     async def decoded(requests):
         async for data in requests:
             yield decode(data)
+
     return lambda requests, context: behavior(decoded(requests), context)
 
 
@@ -134,7 +139,8 @@ class MeteredServer:
 
     def add_registered_method_handlers(self, service: str, method_handlers: dict) -> None:
         self._server.add_registered_method_handlers(
-            service, {name: self._wrap(handler, f"{service}/{name}") for name, handler in method_handlers.items()})
+            service, {name: self._wrap(handler, f"{service}/{name}") for name, handler in method_handlers.items()}
+        )
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         latency = self._metrics.request_latency.labels(method)
@@ -157,6 +163,7 @@ class MeteredServer:
             async def call(request, context):
                 async with _MeteredCall(context, inflight, finish):
                     return await behavior(request, context)
+
             return call
 
         def stream_response(behavior):
@@ -168,18 +175,23 @@ class MeteredServer:
                             yield response
                     else:  # a coroutine that writes with context.write()
                         await result
+
             return call
 
         decode = _request_decoder(handler.request_deserializer)  # requests arrive as bytes
         kwargs = dict(response_serializer=handler.response_serializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                unary_response(_decoding_unary(handler.unary_unary, decode)), **kwargs)
+                unary_response(_decoding_unary(handler.unary_unary, decode)), **kwargs
+            )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                unary_response(_decoding_stream(handler.stream_unary, decode)), **kwargs)
+                unary_response(_decoding_stream(handler.stream_unary, decode)), **kwargs
+            )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                stream_response(_decoding_unary(handler.unary_stream, decode)), **kwargs)
+                stream_response(_decoding_unary(handler.unary_stream, decode)), **kwargs
+            )
         return grpc.stream_stream_rpc_method_handler(
-            stream_response(_decoding_stream(handler.stream_stream, decode)), **kwargs)
+            stream_response(_decoding_stream(handler.stream_stream, decode)), **kwargs
+        )

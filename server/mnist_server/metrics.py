@@ -5,6 +5,7 @@ Base units (seconds, images), low-cardinality labels: `method` is the full gRPC 
 model name (or "none" when the request named no served model), `code` the gRPC status code name,
 `status` the HTTP status.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,15 @@ import contextvars
 import logging
 from dataclasses import dataclass
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector,
-                               ProcessCollector)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from .batcher import BatchObserver
 from .repository import RepositoryObserver
@@ -22,8 +30,25 @@ log = logging.getLogger(__name__)
 
 PREFIX = "mnist_serving_"
 NO_MODEL = "none"
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1,
-                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
@@ -31,6 +56,7 @@ LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 @dataclass
 class CallLabels:
     """Filled in while an RPC runs (the metered handler creates it, the core names the model)."""
+
     model: str = NO_MODEL
 
 
@@ -56,47 +82,91 @@ class ServerMetrics:
             GCCollector(registry=registry)
         self.registry = registry
         r = registry
-        self.requests = Counter(PREFIX + "requests_total", "RPCs finished, by method, model and status code",
-                                ["method", "model", "code"], registry=r)
-        self.request_latency = Histogram(PREFIX + "request_latency_seconds", "RPC duration in the server",
-                                         ["method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            PREFIX + "requests_total",
+            "RPCs finished, by method, model and status code",
+            ["method", "model", "code"],
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            PREFIX + "request_latency_seconds",
+            "RPC duration in the server",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.images = Counter(PREFIX + "images_total", "Images classified successfully", ["model"], registry=r)
-        self.queue_wait = Histogram(PREFIX + "queue_wait_seconds", "Time a request waited for its batch",
-                                    ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram(PREFIX + "batch_size", "Images per model call", ["model"],
-                                    buckets=BATCH_SIZE_BUCKETS, registry=r)
-        self.compute = Histogram(PREFIX + "compute_seconds", "Duration of one model call (one batch)",
-                                 ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_wait = Histogram(
+            PREFIX + "queue_wait_seconds",
+            "Time a request waited for its batch",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            PREFIX + "batch_size", "Images per model call", ["model"], buckets=BATCH_SIZE_BUCKETS, registry=r
+        )
+        self.compute = Histogram(
+            PREFIX + "compute_seconds",
+            "Duration of one model call (one batch)",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge(PREFIX + "queue_depth", "Images waiting for the model", ["model"], registry=r)
         self.inflight = Gauge(PREFIX + "inflight_requests", "RPCs being handled now", registry=r)
-        self.model_version = Gauge(PREFIX + "model_version", "Version answering by default (0: none yet)",
-                                   ["model", "device"], registry=r)
-        self.model_runtime = Gauge(PREFIX + "model_runtime_info",
-                                   "1 for each loaded version, labelled with what computes it "
-                                   "(tensorflow, litert, litert+tensorflow)", ["model", "version", "runtime"],
-                                   registry=r)
-        self.model_loads = Counter(PREFIX + "model_loads_total", "Version loads by outcome (success/failure)",
-                                   ["model", "outcome"], registry=r)
-        self.model_load_seconds = Histogram(PREFIX + "model_load_seconds", "Load plus warm-up of one version",
-                                            ["model"], buckets=LOAD_BUCKETS, registry=r)
-        self.model_versions_on_disk = Gauge(PREFIX + "model_versions_on_disk",
-                                            "Version directories with a SavedModel at the last scan of the base "
-                                            "path (0: emptied or unreadable; the server keeps what it loaded)",
-                                            ["model"], registry=r)
-        self.dropped = Counter(PREFIX + "requests_dropped_total",
-                               "Requests refused or dropped before compute, by reason "
-                               "(queue_full, deadline, cancelled)", ["model", "reason"], registry=r)
+        self.model_version = Gauge(
+            PREFIX + "model_version", "Version answering by default (0: none yet)", ["model", "device"], registry=r
+        )
+        self.model_runtime = Gauge(
+            PREFIX + "model_runtime_info",
+            "1 for each loaded version, labelled with what computes it (tensorflow, litert, litert+tensorflow)",
+            ["model", "version", "runtime"],
+            registry=r,
+        )
+        self.model_loads = Counter(
+            PREFIX + "model_loads_total", "Version loads by outcome (success/failure)", ["model", "outcome"], registry=r
+        )
+        self.model_load_seconds = Histogram(
+            PREFIX + "model_load_seconds",
+            "Load plus warm-up of one version",
+            ["model"],
+            buckets=LOAD_BUCKETS,
+            registry=r,
+        )
+        self.model_versions_on_disk = Gauge(
+            PREFIX + "model_versions_on_disk",
+            "Version directories with a SavedModel at the last scan of the base "
+            "path (0: emptied or unreadable; the server keeps what it loaded)",
+            ["model"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            PREFIX + "requests_dropped_total",
+            "Requests refused or dropped before compute, by reason (queue_full, deadline, cancelled)",
+            ["model", "reason"],
+            registry=r,
+        )
 
-        self.http_requests = Counter(PREFIX + "http_requests_total",
-                                     "HTTP requests answered, by route, model and HTTP status",
-                                     ["route", "model", "status"], registry=r)
-        self.http_request_latency = Histogram(PREFIX + "http_request_latency_seconds",
-                                              "HTTP request duration in the server", ["route"],
-                                              buckets=LATENCY_BUCKETS, registry=r)
+        self.http_requests = Counter(
+            PREFIX + "http_requests_total",
+            "HTTP requests answered, by route, model and HTTP status",
+            ["route", "model", "status"],
+            registry=r,
+        )
+        self.http_request_latency = Histogram(
+            PREFIX + "http_request_latency_seconds",
+            "HTTP request duration in the server",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.http_connections = Gauge(PREFIX + "http_connections", "Open HTTP connections", registry=r)
-        self.http_connections_refused = Counter(PREFIX + "http_connections_refused_total",
-                                                "HTTP connections refused at once with 503: "
-                                                "--http-max-connections were open", registry=r)
+        self.http_connections_refused = Counter(
+            PREFIX + "http_connections_refused_total",
+            "HTTP connections refused at once with 503: --http-max-connections were open",
+            registry=r,
+        )
 
     def batch_observer(self, model: str) -> BatchObserver:
         return _ModelBatchObserver(self, model)
@@ -148,8 +218,7 @@ class _ModelBatchObserver(BatchObserver):
         for wait in queue_waits_s:
             self._wait.observe(wait)
 
-    def batch_finished(self, images: int, compute_s: float, ok: bool,
-                       queue_waits_s: list[float] | None = None) -> None:
+    def batch_finished(self, images: int, compute_s: float, ok: bool, queue_waits_s: list[float] | None = None) -> None:
         self._compute.observe(compute_s)
         if ok:
             self._images.inc(images)

@@ -3,6 +3,7 @@
 What is runtime-specific (TensorFlow's SavedModel, LiteRT's model.tflite) lives in runtime_*.py;
 runtimes.py picks one per version. Everything above the batcher sees only `LoadedModel.predict`.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mnist_serving.images import DEFAULT_PREPARATION, PREPARATIONS
 from mnist_serving.layout import IMAGE_PREPARATION_FIELD, LABELS_FILE, METADATA_FILE
 
@@ -26,6 +28,7 @@ REQUIRED_OUTPUTS = ("probabilities", "classes")
 @dataclass(frozen=True)
 class TensorDescription:
     """One input or output of the served signature. shape uses -1 for a free dimension."""
+
     name: str
     dtype: str  # numpy dtype name: "uint8", "float32", "int64"
     shape: tuple[int, ...]
@@ -34,6 +37,7 @@ class TensorDescription:
 @dataclass(frozen=True)
 class SignatureDescription:
     """The real signature, as TF Serving's GetModelMetadata and KServe's ModelMetadata expose it."""
+
     key: str
     method_name: str
     inputs: tuple[TensorDescription, ...]
@@ -67,12 +71,14 @@ def check_signature(signature: SignatureDescription, path: Path) -> SignatureDes
     """The contract every runtime's signature must meet: one uint8 [-1, 28, 28] input, the outputs
     the adapters read. Raises ModelLoadError naming what is wrong."""
     if len(signature.inputs) != 1:
-        raise ModelLoadError(f"{path}: signature must take exactly one input, takes "
-                             f"{[t.name for t in signature.inputs]}")
+        raise ModelLoadError(
+            f"{path}: signature must take exactly one input, takes {[t.name for t in signature.inputs]}"
+        )
     image = signature.inputs[0]
     if image.dtype != "uint8" or len(image.shape) != 3 or image.shape[1:] != (28, 28):
-        raise ModelLoadError(f"{path}: input '{image.name}' must be uint8 [-1, 28, 28], is "
-                             f"{image.dtype} {list(image.shape)}")
+        raise ModelLoadError(
+            f"{path}: input '{image.name}' must be uint8 [-1, 28, 28], is {image.dtype} {list(image.shape)}"
+        )
     names = {t.name for t in signature.outputs}
     missing = [n for n in REQUIRED_OUTPUTS if n not in names]
     if missing:
@@ -102,16 +108,28 @@ class LoadedModel:
         return self.metadata.get(IMAGE_PREPARATION_FIELD, DEFAULT_PREPARATION)
 
     @classmethod
-    def load(cls, name: str, version: int, path: Path, device: DeviceChoice, runtime: Any,
-             signature_def: bytes = b"") -> "LoadedModel":
+    def load(
+        cls, name: str, version: int, path: Path, device: DeviceChoice, runtime: Any, signature_def: bytes = b""
+    ) -> LoadedModel:
         """Reads and checks one version directory's labels and metadata around a loaded runtime
         (runtimes.load_model does both; blocking: call it off the event loop)."""
         started = time.perf_counter()
         signature = runtime.signature
         class_names = cls._read_class_names(path, signature)
         metadata, metadata_json = cls._read_metadata(path)
-        return cls(name, version, path, device, signature, class_names, metadata, metadata_json,
-                   time.perf_counter() - started, runtime, signature_def=signature_def)
+        return cls(
+            name,
+            version,
+            path,
+            device,
+            signature,
+            class_names,
+            metadata,
+            metadata_json,
+            time.perf_counter() - started,
+            runtime,
+            signature_def=signature_def,
+        )
 
     @staticmethod
     def _read_class_names(path: Path, signature: SignatureDescription) -> tuple[str, ...]:
@@ -140,8 +158,10 @@ class LoadedModel:
             raise ModelLoadError(f"{metadata_path} must hold a JSON object")
         preparation = metadata.get(IMAGE_PREPARATION_FIELD, DEFAULT_PREPARATION)
         if preparation not in PREPARATIONS:
-            raise ModelLoadError(f"{metadata_path}: image_preparation '{preparation}' is unknown to this "
-                                 f"server; it knows {', '.join(PREPARATIONS)}")
+            raise ModelLoadError(
+                f"{metadata_path}: image_preparation '{preparation}' is unknown to this "
+                f"server; it knows {', '.join(PREPARATIONS)}"
+            )
         return metadata, text
 
     @property
@@ -167,17 +187,21 @@ class LoadedModel:
             try:
                 outputs = self.predict(np.zeros((size, 28, 28), np.uint8))
             except Exception as exc:
-                raise ModelLoadError(f"{self.path}: warm-up at batch {size} failed: "
-                                     f"{type(exc).__name__}: {exc}") from exc
+                raise ModelLoadError(
+                    f"{self.path}: warm-up at batch {size} failed: {type(exc).__name__}: {exc}"
+                ) from exc
             probabilities = outputs["probabilities"]
             if probabilities.shape != (size, len(self.class_names)):
-                raise ModelLoadError(f"{self.path}: warm-up at batch {size} gave probabilities of shape "
-                                     f"{list(probabilities.shape)}, expected [{size}, {len(self.class_names)}]")
+                raise ModelLoadError(
+                    f"{self.path}: warm-up at batch {size} gave probabilities of shape "
+                    f"{list(probabilities.shape)}, expected [{size}, {len(self.class_names)}]"
+                )
             if not np.all(np.isfinite(probabilities)):
                 raise ModelLoadError(f"{self.path}: warm-up gave non-finite probabilities")
             if outputs["classes"].shape != (size,):
-                raise ModelLoadError(f"{self.path}: warm-up gave classes of shape "
-                                     f"{list(outputs['classes'].shape)}, expected [{size}]")
+                raise ModelLoadError(
+                    f"{self.path}: warm-up gave classes of shape {list(outputs['classes'].shape)}, expected [{size}]"
+                )
         return time.perf_counter() - started
 
     def unload(self) -> None:

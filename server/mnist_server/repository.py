@@ -10,6 +10,7 @@ again at the next scan. Only a failure on files unchanged since the previous sca
 ERROR, counted once and not retried until the files change; the model keeps what it had.
 Dot-directories and non-integer names are never looked at.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,10 +18,10 @@ import enum
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from mnist_serving import layout
 
@@ -33,9 +34,9 @@ from .runtimes import load_model
 log = logging.getLogger(__name__)
 
 
-
 class VersionState(enum.Enum):
     """TF Serving's ModelVersionStatus.State names, so its GetModelStatus maps one to one."""
+
     START = "START"
     LOADING = "LOADING"
     AVAILABLE = "AVAILABLE"
@@ -53,6 +54,7 @@ class VersionStatus:
 @dataclass(frozen=True)
 class ServedVersion:
     """A version that takes requests: the model and the batcher in front of it."""
+
     model: LoadedModel
     batcher: Batcher
 
@@ -108,10 +110,18 @@ class RepositoryObserver:
 
 
 class ModelRepository:
-    def __init__(self, sources: Sequence[ModelSource], *, device: DeviceChoice, keep_versions: int,
-                 make_batcher: Callable[[LoadedModel], Batcher], observer: RepositoryObserver = RepositoryObserver(),
-                 warm_up_sizes: tuple[int, ...] = (1, 8), drain_timeout_s: float = 30.0,
-                 loader: Callable[[str, int, Path, DeviceChoice], LoadedModel] = load_model):
+    def __init__(
+        self,
+        sources: Sequence[ModelSource],
+        *,
+        device: DeviceChoice,
+        keep_versions: int,
+        make_batcher: Callable[[LoadedModel], Batcher],
+        observer: RepositoryObserver = RepositoryObserver(),
+        warm_up_sizes: tuple[int, ...] = (1, 8),
+        drain_timeout_s: float = 30.0,
+        loader: Callable[[str, int, Path, DeviceChoice], LoadedModel] = load_model,
+    ):
         self._models = {s.name: _ModelState(s.name, s.base_path) for s in sources}
         self._device = device
         self._keep = keep_versions
@@ -205,7 +215,7 @@ class ModelRepository:
                 if fingerprint(on_disk[version]) != state.failed[version]:
                     del state.failed[version]  # files changed: worth another try
             candidates = sorted((v for v in on_disk if v not in state.failed and v not in skip), reverse=True)
-            wanted = candidates[:self._keep]
+            wanted = candidates[: self._keep]
             missing = [v for v in wanted if v not in state.served]
             if not missing:
                 break
@@ -236,8 +246,13 @@ class ModelRepository:
             state.settling[version] = after
             state.statuses[version] = VersionStatus(version, VersionState.START)
             why = _describe(outcome) if isinstance(outcome, Exception) else "its files changed while loading"
-            log.info("model %s: version %d not served yet (%s); its files may still be being written: looking "
-                     "again at the next scan", state.name, version, why)
+            log.info(
+                "model %s: version %d not served yet (%s); its files may still be being written: looking "
+                "again at the next scan",
+                state.name,
+                version,
+                why,
+            )
             return False
         state.settling.pop(version, None)
         if isinstance(outcome, Exception):  # on the same files as at the previous scan: broken
@@ -251,18 +266,30 @@ class ModelRepository:
         state.failed[version] = files
         state.statuses[version] = VersionStatus(version, VersionState.END, message)
         self._observer.load_failed(state.name)
-        log.error("model %s: version %d rejected, still serving %s: %s", state.name, version,
-                  sorted(state.served) or "nothing", message,
-                  exc_info=None if isinstance(exc, ModelLoadError) else exc)
+        log.error(
+            "model %s: version %d rejected, still serving %s: %s",
+            state.name,
+            version,
+            sorted(state.served) or "nothing",
+            message,
+            exc_info=None if isinstance(exc, ModelLoadError) else exc,
+        )
 
     def _serve(self, state: _ModelState, version: int, model: LoadedModel, seconds: float) -> None:
         state.served[version] = ServedVersion(model, self._make_batcher(model))
         state.statuses[version] = VersionStatus(version, VersionState.AVAILABLE)
         self._publish_latest(state)
         self._observer.version_loaded(state.name, version, model.runtime_name, seconds)
-        log.info("model %s: version %d available after %.2fs on %s, runtime %s (classes: %d); default version now %d",
-                 state.name, version, seconds, self._device.kind, model.runtime_name, len(model.class_names),
-                 state.latest.model.version)
+        log.info(
+            "model %s: version %d available after %.2fs on %s, runtime %s (classes: %d); default version now %d",
+            state.name,
+            version,
+            seconds,
+            self._device.kind,
+            model.runtime_name,
+            len(model.class_names),
+            state.latest.model.version,
+        )
 
     def _load_and_warm_up(self, name: str, version: int, path: Path) -> LoadedModel | Exception:
         """The warmed-up model, or why it failed (returned: the caller judges the files first)."""

@@ -11,6 +11,7 @@ docs/benchmarks.md): TensorFlow spends most of a batch-1 call in Python and op d
 the convolutions. One interpreter per version; the batcher calls it from one thread at a time
 (the interpreter is not thread-safe), and it resizes its input to each batch size (~30 us).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelLoadError
 from mnist_serving.layout import METADATA_FILE, TFLITE_FIELD, TFLITE_FILE
 
+from .errors import ModelLoadError
 from .model import METHOD_NAME, SIGNATURE_KEY, SignatureDescription, TensorDescription, check_signature
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,14 @@ class LiteRTRuntime:
         self._lock = threading.Lock()  # one call at a time: the interpreter is not thread-safe
 
     @classmethod
-    def load(cls, path: Path, threads: int, require_proof: bool = True) -> "LiteRTRuntime":
+    def load(cls, path: Path, threads: int, require_proof: bool = True) -> LiteRTRuntime:
         model_file = path / TFLITE_FILE
         if not model_file.is_file():
-            raise ModelLoadError(f"{path} has no {TFLITE_FILE} (the LiteRT runtime needs it; mnist-trainer "
-                                 "exports one into every version, or serve this version with "
-                                 "--runtime tensorflow or auto)")
+            raise ModelLoadError(
+                f"{path} has no {TFLITE_FILE} (the LiteRT runtime needs it; mnist-trainer "
+                "exports one into every version, or serve this version with "
+                "--runtime tensorflow or auto)"
+            )
         data = model_file.read_bytes()
         if require_proof:
             check_proof(path, data)
@@ -73,18 +76,25 @@ class LiteRTRuntime:
             interpreter = Interpreter(model_content=data, num_threads=threads)
             signatures = interpreter.get_signature_list()
             if SIGNATURE_KEY not in signatures:
-                raise ModelLoadError(f"{model_file} has no '{SIGNATURE_KEY}' signature "
-                                     f"(found: {', '.join(signatures) or 'none'})")
+                raise ModelLoadError(
+                    f"{model_file} has no '{SIGNATURE_KEY}' signature (found: {', '.join(signatures) or 'none'})"
+                )
             runner = interpreter.get_signature_runner(SIGNATURE_KEY)
         except ModelLoadError:
             raise
         except Exception as exc:  # a truncated or foreign file: ValueError/RuntimeError from the C++ side
-            raise ModelLoadError(f"cannot load {model_file}: {type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-        signature = check_signature(SignatureDescription(
-            SIGNATURE_KEY, METHOD_NAME,
-            tuple(_describe(d, k) for k, d in sorted(runner.get_input_details().items())),
-            tuple(_describe(d, k) for k, d in sorted(runner.get_output_details().items()))), model_file)
+            raise ModelLoadError(
+                f"cannot load {model_file}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from exc
+        signature = check_signature(
+            SignatureDescription(
+                SIGNATURE_KEY,
+                METHOD_NAME,
+                tuple(_describe(d, k) for k, d in sorted(runner.get_input_details().items())),
+                tuple(_describe(d, k) for k, d in sorted(runner.get_output_details().items())),
+            ),
+            model_file,
+        )
         return cls(interpreter, runner, signature)
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -107,14 +117,18 @@ def check_proof(path: Path, data: bytes) -> dict:
         record = None
     problem = None
     if not isinstance(record, dict):
-        problem = f"{metadata_file} has no \"tflite\" record of its check against the SavedModel"
+        problem = f'{metadata_file} has no "tflite" record of its check against the SavedModel'
     elif record.get("sha256") != hashlib.sha256(data).hexdigest():
         problem = f"its SHA-256 differs from the file checked at export ({metadata_file})"
-    elif not (record.get("classes_equal") is True
-              and record.get("max_abs_probability_difference", 1.0) <= record.get("tolerance", 0.0)):
+    elif not (
+        record.get("classes_equal") is True
+        and record.get("max_abs_probability_difference", 1.0) <= record.get("tolerance", 0.0)
+    ):
         problem = f"the check recorded in {metadata_file} failed"
     if problem:
-        raise ModelLoadError(f"{path / TFLITE_FILE} is not proven equal to the SavedModel: {problem} "
-                             "(export with mnist-trainer, which proves it, or serve with --runtime auto, "
-                             "which checks it against the SavedModel at load)")
+        raise ModelLoadError(
+            f"{path / TFLITE_FILE} is not proven equal to the SavedModel: {problem} "
+            "(export with mnist-trainer, which proves it, or serve with --runtime auto, "
+            "which checks it against the SavedModel at load)"
+        )
     return record

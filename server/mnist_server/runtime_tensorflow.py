@@ -4,6 +4,7 @@ process setup (threads, GPU, thread spinning).
 TensorFlow is imported inside functions, so importing this module stays cheap; the server imports
 TensorFlow once, at start-up, when a runtime that needs it is configured.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,15 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelLoadError, ServingError
-from .model import (METHOD_NAME, SIGNATURE_KEY, DeviceChoice, SignatureDescription, TensorDescription,
-                    check_signature, cpu_count)
+from .model import (
+    METHOD_NAME,
+    SIGNATURE_KEY,
+    DeviceChoice,
+    SignatureDescription,
+    TensorDescription,
+    check_signature,
+    cpu_count,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +46,12 @@ def configure_tensorflow(device: str, intra_op_threads: int, inter_op_threads: i
     disable_thread_spinning()
     gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
-        raise DeviceUnavailable("--device gpu was requested but TensorFlow sees no GPU "
-                                "(check the driver, CUDA libraries and `tensorflow[and-cuda]`; "
-                                "--log-level DEBUG shows TensorFlow's own CUDA messages); "
-                                "use --device auto or cpu")
+        raise DeviceUnavailable(
+            "--device gpu was requested but TensorFlow sees no GPU "
+            "(check the driver, CUDA libraries and `tensorflow[and-cuda]`; "
+            "--log-level DEBUG shows TensorFlow's own CUDA messages); "
+            "use --device auto or cpu"
+        )
     if device == "cpu" or not gpus:
         if gpus:
             tf.config.set_visible_devices([], "GPU")
@@ -50,9 +60,16 @@ def configure_tensorflow(device: str, intra_op_threads: int, inter_op_threads: i
         for gpu in gpus:  # take memory as needed instead of all of it up front
             tf.config.experimental.set_memory_growth(gpu, True)
         choice = DeviceChoice("gpu", "/GPU:0")
-    log.info("TensorFlow %s on %s (%s); intra-op threads %d, inter-op threads %d, spinning %s; GPUs seen: %d",
-             tf.__version__, choice.kind, choice.name, intra, inter,
-             "off" if thread_spinning_disabled() else "on", len(gpus))
+    log.info(
+        "TensorFlow %s on %s (%s); intra-op threads %d, inter-op threads %d, spinning %s; GPUs seen: %d",
+        tf.__version__,
+        choice.kind,
+        choice.name,
+        intra,
+        inter,
+        "off" if thread_spinning_disabled() else "on",
+        len(gpus),
+    )
     return choice
 
 
@@ -102,25 +119,32 @@ class TensorFlowRuntime:
         self._device = device
 
     @classmethod
-    def load(cls, path: Path, device: DeviceChoice) -> "TensorFlowRuntime":
+    def load(cls, path: Path, device: DeviceChoice) -> TensorFlowRuntime:
         import tensorflow as tf
 
         try:
             with tf.device(device.name):
                 saved_model = tf.saved_model.load(str(path))
         except Exception as exc:  # TF raises many types for broken exports
-            raise ModelLoadError(f"cannot load SavedModel {path}: {type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            raise ModelLoadError(
+                f"cannot load SavedModel {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from exc
         signatures = getattr(saved_model, "signatures", {})
         if SIGNATURE_KEY not in signatures:
-            raise ModelLoadError(f"{path} has no '{SIGNATURE_KEY}' signature "
-                                 f"(found: {', '.join(signatures) or 'none'})")
+            raise ModelLoadError(
+                f"{path} has no '{SIGNATURE_KEY}' signature (found: {', '.join(signatures) or 'none'})"
+            )
         function = signatures[SIGNATURE_KEY]
         _, input_specs = function.structured_input_signature
-        signature = check_signature(SignatureDescription(
-            SIGNATURE_KEY, METHOD_NAME,
-            tuple(_describe(spec, key) for key, spec in sorted(input_specs.items())),
-            tuple(_describe(spec, key) for key, spec in sorted(function.structured_outputs.items()))), path)
+        signature = check_signature(
+            SignatureDescription(
+                SIGNATURE_KEY,
+                METHOD_NAME,
+                tuple(_describe(spec, key) for key, spec in sorted(input_specs.items())),
+                tuple(_describe(spec, key) for key, spec in sorted(function.structured_outputs.items())),
+            ),
+            path,
+        )
         return cls(function, saved_model, signature, device)
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@
   Without model.tflite, on a GPU, or when the two disagree on a check batch at load, auto serves the
   version with TensorFlow alone and logs why.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,17 +66,19 @@ class SplitRuntime:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    kind: str = "auto"          # one of CHOICES
-    threads: int = 1            # LiteRT interpreter threads (TensorFlow's are set process-wide)
+    kind: str = "auto"  # one of CHOICES
+    threads: int = 1  # LiteRT interpreter threads (TensorFlow's are set process-wide)
     litert_max_batch: int = 32  # auto: the largest batch LiteRT runs
 
 
-def load_model(name: str, version: int, path: Path, device: DeviceChoice,
-               options: RuntimeOptions = RuntimeOptions("tensorflow")) -> LoadedModel:
+def load_model(
+    name: str, version: int, path: Path, device: DeviceChoice, options: RuntimeOptions = RuntimeOptions("tensorflow")
+) -> LoadedModel:
     """One version directory loaded with the runtime(s) `options` choose (blocking). Raises ModelLoadError."""
     started = time.perf_counter()
-    model = LoadedModel.load(name, version, path, device, load_runtime(path, device, options),
-                             signature_def=read_signature_def(path))
+    model = LoadedModel.load(
+        name, version, path, device, load_runtime(path, device, options), signature_def=read_signature_def(path)
+    )
     return replace(model, load_seconds=time.perf_counter() - started)
 
 
@@ -96,7 +99,9 @@ def load_runtime(path: Path, device: DeviceChoice, options: RuntimeOptions) -> R
         litert = LiteRTRuntime.load(path, options.threads, require_proof=False)
         compare(litert, tensorflow, path)
     except Exception as exc:  # ModelLoadError, or whatever the interpreter raised on the check batch
-        reason = exc.message if isinstance(exc, ModelLoadError) else f"{TFLITE_FILE} failed: {type(exc).__name__}: {exc}"
+        reason = (
+            exc.message if isinstance(exc, ModelLoadError) else f"{TFLITE_FILE} failed: {type(exc).__name__}: {exc}"
+        )
         log.warning("--runtime auto: %s; serving %s with TensorFlow at every batch size", reason, path)
         return tensorflow
     return SplitRuntime(litert, tensorflow, options.litert_max_batch)
@@ -106,13 +111,17 @@ def compare(litert: Runtime, tensorflow: Runtime, path: Path, images: int = 64) 
     """Both runtimes on the same images (blank, and random pixels: deterministic): same signature,
     same classes, probabilities within PROBABILITY_TOLERANCE. Raises ModelLoadError."""
     if litert.signature != tensorflow.signature:
-        raise ModelLoadError(f"{path / TFLITE_FILE} describes another signature than saved_model.pb "
-                             f"({litert.signature} vs {tensorflow.signature})")
+        raise ModelLoadError(
+            f"{path / TFLITE_FILE} describes another signature than saved_model.pb "
+            f"({litert.signature} vs {tensorflow.signature})"
+        )
     batch = np.random.default_rng(0).integers(0, 256, (images, 28, 28), dtype=np.uint8)
     batch[0] = 0
     ours, theirs = litert.predict(batch), tensorflow.predict(batch)
     differ = int(np.count_nonzero(ours["classes"] != theirs["classes"]))
     gap = float(np.max(np.abs(ours["probabilities"] - theirs["probabilities"])))
     if differ or not gap <= PROBABILITY_TOLERANCE:
-        raise ModelLoadError(f"{path / TFLITE_FILE} disagrees with the SavedModel on {images} check images "
-                             f"({differ} classes differ, probabilities by up to {gap:.2g})")
+        raise ModelLoadError(
+            f"{path / TFLITE_FILE} disagrees with the SavedModel on {images} check images "
+            f"({differ} classes differ, probabilities by up to {gap:.2g})"
+        )

@@ -16,6 +16,7 @@ against every configured token without stopping at a match, so timing tells noth
 much of a guess was right or which line matched. Services in `--auth-exempt-services` (default:
 health and reflection, which orchestrators and grpcurl call without secrets) need no token.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,9 +24,10 @@ import hmac
 import logging
 import re
 import ssl
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 
 import grpc
 
@@ -69,8 +71,10 @@ def load_tokens(path: Path) -> tuple[Token, ...]:
             continue
         token, services = fields[0], fields[1:]
         if not TOKEN_PATTERN.match(token) or len(token) < MIN_TOKEN_LENGTH:
-            raise ConfigError(f"--auth-token-file {str(path)!r} line {number}: a token must be at least "
-                              f"{MIN_TOKEN_LENGTH} characters of A-Z a-z 0-9 - . _ ~ + / (then optional '=')")
+            raise ConfigError(
+                f"--auth-token-file {str(path)!r} line {number}: a token must be at least "
+                f"{MIN_TOKEN_LENGTH} characters of A-Z a-z 0-9 - . _ ~ + / (then optional '=')"
+            )
         tokens.append(Token(_digest(token.encode()), frozenset(services)))
     if not tokens:
         raise ConfigError(f"--auth-token-file {str(path)!r} holds no token")
@@ -98,8 +102,9 @@ def validate_security_settings(settings: Settings) -> None:
         try:  # the stdlib's OpenSSL spots a key that does not belong to the certificate
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(settings.tls_cert, settings.tls_key)
         except ssl.SSLError as exc:
-            raise ConfigError(f"--tls-cert/--tls-key: {exc.reason or exc} (does the key belong to the "
-                              "certificate?)") from None
+            raise ConfigError(
+                f"--tls-cert/--tls-key: {exc.reason or exc} (does the key belong to the certificate?)"
+            ) from None
     if settings.tls_client_ca is not None:
         _check_pem(settings.tls_client_ca, "--tls-client-ca")
         try:
@@ -117,7 +122,9 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
     return grpc.ssl_server_credentials(
         [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
-        root_certificates=client_ca, require_client_auth=client_ca is not None)
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
 
 
 def service_of(method: str) -> str:
@@ -151,8 +158,10 @@ class TokenVerifier:
         if found is None:
             return grpc.StatusCode.UNAUTHENTICATED, INVALID
         if not found.allows(service):
-            return (grpc.StatusCode.PERMISSION_DENIED,
-                    f"this token may not call {service}; it is limited to {', '.join(sorted(found.services))}")
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this token may not call {service}; it is limited to {', '.join(sorted(found.services))}",
+            )
         return None
 
 
@@ -167,8 +176,11 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     def verdict(self, metadata: Sequence[tuple[str, Any]] | None, service: str) -> tuple[grpc.StatusCode, str] | None:
         return self._verifier.verdict([value for key, value in metadata or () if key == "authorization"], service)
 
-    async def intercept_service(self, continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler]],
-                                handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
         method = handler_call_details.method
         refusal = self.verdict(handler_call_details.invocation_metadata, service_of(method))
         handler = await continuation(handler_call_details)
@@ -180,10 +192,10 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         return _refusing_handler(handler, code, message)
 
 
-def _refusing_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode,
-                      message: str) -> grpc.RpcMethodHandler:
+def _refusing_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
     """A handler of the same kind as `handler` that aborts at once; the request is never parsed
     (no deserializer: an unauthenticated caller's bytes stay bytes)."""
+
     async def refuse(request, context: grpc.aio.ServicerContext) -> None:
         await context.abort(code, message)
 
@@ -203,10 +215,15 @@ def token_verifier(settings: Settings) -> TokenVerifier | None:
         return None
     tokens = load_tokens(settings.auth_token_file)
     if settings.tls_cert is None:
-        log.warning("--auth-token-file without --tls-cert: bearer tokens travel unencrypted; "
-                    "use TLS unless a proxy in front terminates it")
-    log.info("bearer-token auth on: %d token(s); open without a token: %s", len(tokens),
-             ", ".join(sorted(settings.auth_exempt_services)) or "nothing")
+        log.warning(
+            "--auth-token-file without --tls-cert: bearer tokens travel unencrypted; "
+            "use TLS unless a proxy in front terminates it"
+        )
+    log.info(
+        "bearer-token auth on: %d token(s); open without a token: %s",
+        len(tokens),
+        ", ".join(sorted(settings.auth_exempt_services)) or "nothing",
+    )
     return TokenVerifier(tokens, settings.auth_exempt_services)
 
 

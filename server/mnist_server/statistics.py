@@ -12,11 +12,12 @@ each version's batcher also reports here (app wires a tee). Triton's meanings:
   batch_stats         per batch size: model calls and their compute time
 Everything runs on the event loop thread (where the batcher calls its observer).
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .batcher import BatchObserver
 
@@ -50,8 +51,7 @@ class VersionStatistics(BatchObserver):
     def batch_started(self, images: int, queue_waits_s: list[float]) -> None:
         self.queue.add(len(queue_waits_s), sum(_ns(w) for w in queue_waits_s))
 
-    def batch_finished(self, images: int, compute_s: float, ok: bool,
-                       queue_waits_s: list[float] | None = None) -> None:
+    def batch_finished(self, images: int, compute_s: float, ok: bool, queue_waits_s: list[float] | None = None) -> None:
         # A batch that fails with several requests is retried request by request (batcher);
         # those retries arrive here without waits and settle the requests one by one.
         waits = queue_waits_s
@@ -86,8 +86,7 @@ class _Tee(BatchObserver):
         for observer in self._observers:
             observer.batch_started(images, queue_waits_s)
 
-    def batch_finished(self, images: int, compute_s: float, ok: bool,
-                       queue_waits_s: list[float] | None = None) -> None:
+    def batch_finished(self, images: int, compute_s: float, ok: bool, queue_waits_s: list[float] | None = None) -> None:
         for observer in self._observers:
             observer.batch_finished(images, compute_s, ok, queue_waits_s)
 

@@ -6,6 +6,7 @@
 
 Calls unary methods and prints the response as JSON. Handy where grpcurl is not installed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,14 +25,18 @@ def list_names(database: ProtoReflectionDescriptorDatabase, service: str | None)
     return [method.full_name for method in methods]
 
 
-def call(channel: grpc.Channel, pool: descriptor_pool.DescriptorPool, full_method: str, body: str,
-         timeout: float) -> str:
+def call(
+    channel: grpc.Channel, pool: descriptor_pool.DescriptorPool, full_method: str, body: str, timeout: float
+) -> str:
     service_name, method_name = full_method.split("/")
     method = pool.FindServiceByName(service_name).methods_by_name[method_name]
     request_type = message_factory.GetMessageClass(method.input_type)
     response_type = message_factory.GetMessageClass(method.output_type)
-    rpc = channel.unary_unary("/" + full_method, request_serializer=request_type.SerializeToString,
-                              response_deserializer=response_type.FromString)
+    rpc = channel.unary_unary(
+        "/" + full_method,
+        request_serializer=request_type.SerializeToString,
+        response_deserializer=response_type.FromString,
+    )
     return json_format.MessageToJson(rpc(json_format.Parse(body, request_type()), timeout=timeout))
 
 
@@ -39,8 +44,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", help="host:port")
     parser.add_argument("method", help="package.Service/Method, or `list`")
-    parser.add_argument("body", nargs="?", default=None,
-                        help="the request as JSON (default {}); after `list`: a service to list the methods of")
+    parser.add_argument(
+        "body",
+        nargs="?",
+        default=None,
+        help="the request as JSON (default {}); after `list`: a service to list the methods of",
+    )
     parser.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args()
     with grpc.insecure_channel(args.target) as channel:
@@ -49,8 +58,11 @@ def main() -> int:
             if args.method == "list":
                 print("\n".join(list_names(database, args.body)))
             else:
-                print(call(channel, descriptor_pool.DescriptorPool(database), args.method,
-                           args.body or "{}", args.timeout))
+                print(
+                    call(
+                        channel, descriptor_pool.DescriptorPool(database), args.method, args.body or "{}", args.timeout
+                    )
+                )
         except KeyError as exc:  # reflection does not know the service or method
             print(f"error: the server has no {exc.args[0]}", file=sys.stderr)
             return 1

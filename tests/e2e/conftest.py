@@ -2,6 +2,7 @@
 
 Every step prints its duration as it ends and again in a table at the end of the run (also on failure).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -74,8 +75,10 @@ def pytest_terminal_summary(terminalreporter):
 
 def _seconds_between(start: str, end: str) -> float:
     """Docker's RFC 3339 timestamps carry nanoseconds; datetime takes microseconds."""
+
     def parse(text: str) -> datetime:
         return datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", text).replace("Z", "+00:00"))
+
     return (parse(end) - parse(start)).total_seconds()
 
 
@@ -131,8 +134,10 @@ def compose_stack(docker_engine, e2e_images, mnist_dir, fashion_mnist_dir, tmp_p
             stack.compose("up", "-d", timeout=2400)
         for service in ("trainer", "trainer-fashion"):
             trainer = stack.container(service)["State"]
-            fact(f"{service} container: exit {trainer['ExitCode']} after "
-                 f"{_seconds_between(trainer['StartedAt'], trainer['FinishedAt']):.1f} s (inside compose up)")
+            fact(
+                f"{service} container: exit {trainer['ExitCode']} after "
+                f"{_seconds_between(trainer['StartedAt'], trainer['FinishedAt']):.1f} s (inside compose up)"
+            )
         yield stack
     finally:
         with step("compose down --volumes"):

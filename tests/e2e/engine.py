@@ -4,6 +4,7 @@ It runs with --bridge=none --iptables=false (containers use the host network, tr
 127.0.0.1) and keeps its images in a data root of its own, so a Docker the machine already runs is
 neither used nor touched, and the stand-in images never shadow real ones there.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -42,8 +43,9 @@ def install_system_deps() -> None:
     """Debian's docker.io, docker-compose and debootstrap (scripts/install-system-deps.sh)."""
     if not missing_tools():
         return
-    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "install-system-deps.sh")],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "install-system-deps.sh")], capture_output=True, text=True, timeout=900
+    )
     if result.returncode != 0 or missing_tools():
         raise EngineError(f"could not install {missing_tools()}: {result.stderr[-3000:]}")
 
@@ -51,8 +53,7 @@ def install_system_deps() -> None:
 class DockerEngine:
     """`with DockerEngine() as engine:` a running dockerd; `engine.env` points clients at it."""
 
-    def __init__(self, data_root: Path = DEFAULT_DATA_ROOT, start_timeout: float = 60.0,
-                 lock_timeout: float = 1800.0):
+    def __init__(self, data_root: Path = DEFAULT_DATA_ROOT, start_timeout: float = 60.0, lock_timeout: float = 1800.0):
         self.data_root = data_root
         self.start_timeout = start_timeout
         self.lock_timeout = lock_timeout
@@ -69,13 +70,17 @@ class DockerEngine:
     def env(self) -> dict[str, str]:
         """The environment for docker and compose commands: this engine, the classic builder
         (Debian's dockerd has no buildx; compose 1.29 builds through the API anyway)."""
-        return {**os.environ, "DOCKER_HOST": f"unix://{self.socket}", "DOCKER_BUILDKIT": "0",
-                "COMPOSE_DOCKER_CLI_BUILD": "0"}
+        return {
+            **os.environ,
+            "DOCKER_HOST": f"unix://{self.socket}",
+            "DOCKER_BUILDKIT": "0",
+            "COMPOSE_DOCKER_CLI_BUILD": "0",
+        }
 
     def log_text(self) -> str:
         return (self.run_dir / "dockerd.log").read_text(errors="replace") if self.run_dir else ""
 
-    def __enter__(self) -> "DockerEngine":
+    def __enter__(self) -> DockerEngine:
         if os.geteuid() != 0:
             raise EngineError("the e2e stage starts its own dockerd, which needs root")
         self.data_root.mkdir(parents=True, exist_ok=True)
@@ -83,10 +88,18 @@ class DockerEngine:
         # Short path: containerd's socket lives under the exec root and socket paths max out at 107 bytes.
         self.run_dir = Path(tempfile.mkdtemp(prefix="mnist-e2e-", dir="/tmp"))
         self._log = open(self.run_dir / "dockerd.log", "wb")
-        cmd = ["dockerd", "--bridge=none", "--iptables=false", "--ip6tables=false",
-               f"--host=unix://{self.socket}", f"--data-root={self.data_root}",
-               f"--exec-root={self.run_dir / 'exec'}", f"--pidfile={self.run_dir / 'docker.pid'}",
-               "--containerd-namespace=mnist-e2e", "--containerd-plugins-namespace=mnist-e2e-plugins"]
+        cmd = [
+            "dockerd",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            f"--host=unix://{self.socket}",
+            f"--data-root={self.data_root}",
+            f"--exec-root={self.run_dir / 'exec'}",
+            f"--pidfile={self.run_dir / 'docker.pid'}",
+            "--containerd-namespace=mnist-e2e",
+            "--containerd-plugins-namespace=mnist-e2e-plugins",
+        ]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             self._wait_until_up()
@@ -105,7 +118,9 @@ class DockerEngine:
                 return
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise EngineError(f"another e2e run holds {self._lock.name} for over {self.lock_timeout}s")
+                    raise EngineError(
+                        f"another e2e run holds {self._lock.name} for over {self.lock_timeout}s"
+                    ) from None
                 time.sleep(1)
 
     def _wait_until_up(self) -> None:
@@ -145,13 +160,15 @@ class DockerEngine:
             points = [line.split()[1] for line in mounts]
         return [p for p in points if p.startswith(f"{path}/")]
 
-    def docker(self, *args: str, check: bool = True, timeout: float = 120.0,
-               input: bytes | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run(["docker", *args], env=self.env, capture_output=True, timeout=timeout,
-                                input=input)
+    def docker(
+        self, *args: str, check: bool = True, timeout: float = 120.0, input: bytes | None = None
+    ) -> subprocess.CompletedProcess:
+        result = subprocess.run(["docker", *args], env=self.env, capture_output=True, timeout=timeout, input=input)
         if check and result.returncode != 0:
-            raise EngineError(f"docker {' '.join(args)} failed ({result.returncode}):\n"
-                              f"{result.stderr.decode(errors='replace')[-4000:]}")
+            raise EngineError(
+                f"docker {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stderr.decode(errors='replace')[-4000:]}"
+            )
         return result
 
     def image_exists(self, ref: str) -> bool:

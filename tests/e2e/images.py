@@ -5,6 +5,7 @@
   the Dockerfile's FROM (python:3.11-slim-bookworm) and compose's Prometheus and nginx images.
 - The wheelhouse pip installs from inside our image's build (deploy/wheelhouse/README.md).
 """
+
 from __future__ import annotations
 
 import re
@@ -46,8 +47,12 @@ def build_base_image(engine: DockerEngine, mirror: str = DEBIAN_MIRROR) -> bool:
         return False
     with tempfile.TemporaryDirectory(prefix="mnist-e2e-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        result = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror],
-                                capture_output=True, text=True, timeout=1200)
+        result = subprocess.run(
+            ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
         if result.returncode != 0:
             raise EngineError(f"debootstrap failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         (rootfs / "etc" / "apt" / "sources.list").write_text(SOURCES_LIST)
@@ -55,11 +60,14 @@ def build_base_image(engine: DockerEngine, mirror: str = DEBIAN_MIRROR) -> bool:
             for entry in (rootfs / cache).glob("*"):
                 if entry.is_file():
                     entry.unlink()
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
-                               stdout=subprocess.PIPE)
-        imported = subprocess.run(["docker", "import", "--change", 'CMD ["bash"]', "--change", "ENV LANG=C.UTF-8",
-                                   "-", BASE_IMAGE], stdin=tar.stdout, env=engine.env,
-                                  capture_output=True, timeout=600)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run(
+            ["docker", "import", "--change", 'CMD ["bash"]', "--change", "ENV LANG=C.UTF-8", "-", BASE_IMAGE],
+            stdin=tar.stdout,
+            env=engine.env,
+            capture_output=True,
+            timeout=600,
+        )
         tar.stdout.close()
         if tar.wait() != 0 or imported.returncode != 0:
             raise EngineError(f"docker import failed: {imported.stderr.decode(errors='replace')[-3000:]}")
@@ -68,9 +76,7 @@ def build_base_image(engine: DockerEngine, mirror: str = DEBIAN_MIRROR) -> bool:
 
 def build_standins(engine: DockerEngine) -> dict[str, str]:
     """Builds the three stand-ins (Docker's layer cache makes reruns instant); {name: tag}."""
-    tags = {"python": dockerfile_base_image(),
-            "prometheus": compose_image("prometheus"),
-            "nginx": compose_image("lb")}
+    tags = {"python": dockerfile_base_image(), "prometheus": compose_image("prometheus"), "nginx": compose_image("lb")}
     for name, tag in tags.items():
         engine.docker("build", "--network", "host", "--tag", tag, str(STANDINS / name), timeout=900)
     return tags
@@ -79,11 +85,23 @@ def build_standins(engine: DockerEngine) -> dict[str, str]:
 def fill_wheelhouse() -> list[Path]:
     """Downloads every wheel the image installs (CPU variant), with this machine's pip settings."""
     WHEELHOUSE.mkdir(exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(WHEELHOUSE),
-           "--constraint", str(REPO_ROOT / "requirements" / "lock.txt"),
-           str(REPO_ROOT / "deploy" / "tensorflow-cpu"), str(REPO_ROOT / "proto"), str(REPO_ROOT / "client"),
-           str(REPO_ROOT / "server"), str(REPO_ROOT / "trainer"),
-           "setuptools>=68"]  # the packages' build backend, for pip's isolated builds
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--dest",
+        str(WHEELHOUSE),
+        "--constraint",
+        str(REPO_ROOT / "requirements" / "lock.txt"),
+        str(REPO_ROOT / "deploy" / "tensorflow-cpu"),
+        str(REPO_ROOT / "proto"),
+        str(REPO_ROOT / "client"),
+        str(REPO_ROOT / "server"),
+        str(REPO_ROOT / "trainer"),
+        "setuptools>=68",
+    ]  # the packages' build backend, for pip's isolated builds
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
         raise EngineError(f"pip download failed:\n{result.stderr[-4000:]}")

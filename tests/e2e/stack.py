@@ -3,6 +3,7 @@
 Compose v2 (`docker compose`) when the docker CLI has it, else Debian's docker-compose 1.29
 (MNIST_E2E_COMPOSE="docker-compose" or "docker compose" forces one).
 """
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,7 @@ class Ports:
     lb_http: int
 
     @classmethod
-    def free(cls) -> "Ports":
+    def free(cls) -> Ports:
         chosen: list[int] = []
         while len(chosen) < 5:
             port = free_port()
@@ -80,29 +81,40 @@ def write_prometheus_config(dest: Path, ports: Ports) -> Path:
 
 
 class ComposeStack:
-    def __init__(self, engine: DockerEngine, ports: Ports, prometheus_config: Path, mnist_data_dir: Path,
-                 fashion_data_dir: Path, train_steps: int):
+    def __init__(
+        self,
+        engine: DockerEngine,
+        ports: Ports,
+        prometheus_config: Path,
+        mnist_data_dir: Path,
+        fashion_data_dir: Path,
+        train_steps: int,
+    ):
         self.engine = engine
         self.ports = ports
         self.command = compose_command()
-        self.env = {**engine.env,
-                    "MNIST_DATA_DIR": str(mnist_data_dir),
-                    "FASHION_MNIST_DATA_DIR": str(fashion_data_dir),
-                    "MNIST_E2E_TRAIN_STEPS": str(train_steps),
-                    "MNIST_E2E_SERVER_PORT": str(ports.server),
-                    "MNIST_E2E_SERVER_HTTP_PORT": str(ports.server_http),
-                    "MNIST_E2E_LB_PORT": str(ports.lb),
-                    "MNIST_E2E_LB_HTTP_PORT": str(ports.lb_http),
-                    "MNIST_E2E_PROMETHEUS_PORT": str(ports.prometheus),
-                    "MNIST_E2E_PROMETHEUS_CONFIG": str(prometheus_config)}
+        self.env = {
+            **engine.env,
+            "MNIST_DATA_DIR": str(mnist_data_dir),
+            "FASHION_MNIST_DATA_DIR": str(fashion_data_dir),
+            "MNIST_E2E_TRAIN_STEPS": str(train_steps),
+            "MNIST_E2E_SERVER_PORT": str(ports.server),
+            "MNIST_E2E_SERVER_HTTP_PORT": str(ports.server_http),
+            "MNIST_E2E_LB_PORT": str(ports.lb),
+            "MNIST_E2E_LB_HTTP_PORT": str(ports.lb_http),
+            "MNIST_E2E_PROMETHEUS_PORT": str(ports.prometheus),
+            "MNIST_E2E_PROMETHEUS_CONFIG": str(prometheus_config),
+        }
 
     def compose(self, *args: str, timeout: float = 600.0, check: bool = True) -> subprocess.CompletedProcess:
         files = [arg for f in COMPOSE_FILES for arg in ("-f", f)]
         cmd = [*self.command, "--project-name", PROJECT, *files, *args]
         result = subprocess.run(cmd, cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise EngineError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
-                              f"{result.stderr[-5000:]}\n{self.logs()}")
+            raise EngineError(
+                f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
+                f"{result.stderr[-5000:]}\n{self.logs()}"
+            )
         return result
 
     def container(self, service: str) -> dict:
@@ -113,15 +125,21 @@ class ComposeStack:
 
     def logs(self, tail: int = 80) -> str:
         files = [arg for f in COMPOSE_FILES for arg in ("-f", f)]
-        result = subprocess.run([*self.command, "--project-name", PROJECT, *files, "logs", "--no-color",
-                                 f"--tail={tail}"], cwd=REPO_ROOT, env=self.env, capture_output=True, text=True,
-                                timeout=60)
+        result = subprocess.run(
+            [*self.command, "--project-name", PROJECT, *files, "logs", "--no-color", f"--tail={tail}"],
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return f"--- compose logs (last {tail} lines per service) ---\n{result.stdout[-12000:]}"
 
     def down(self) -> None:
         """Removes containers, networks and volumes, also those of profiles that never started."""
-        self.compose("--profile", "grafana", "down", "--volumes", "--remove-orphans", "--timeout", "30",
-                     timeout=300, check=False)
+        self.compose(
+            "--profile", "grafana", "down", "--volumes", "--remove-orphans", "--timeout", "30", timeout=300, check=False
+        )
 
 
 def prometheus_get(port: int, path: str, **params: str) -> dict:

@@ -3,6 +3,7 @@
 Needs root (it runs its own dockerd), Debian's mirror and PyPI (both reachable from CI), and the
 genuine MNIST files in $MNIST_DATA_DIR. See tests/e2e/conftest.py for the steps and their timing.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,9 @@ CLASSIFY_CALLS = 'sum(mnist_serving_requests_total{method="mnist_serving.v1.Clas
 
 def mnist_client(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """The client CLI from this checkout, on the host: outside the containers, as users call it."""
-    return subprocess.run([sys.executable, "-m", "mnist_client.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_client.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("service", ["trainer", "trainer-fashion"])
@@ -45,10 +47,18 @@ def test_server_is_healthy(compose_stack):
 
 
 def test_classify_real_test_images_through_the_load_balancer(compose_stack, mnist_dir, e2e_fact):
-    result = mnist_client("--target", f"127.0.0.1:{compose_stack.ports.lb}", "classify",
-                          "--idx", str(mnist_dir / "t10k-images-idx3-ubyte.gz"),
-                          "--labels", str(mnist_dir / "t10k-labels-idx1-ubyte.gz"),
-                          "--count", "1000", "--json")
+    result = mnist_client(
+        "--target",
+        f"127.0.0.1:{compose_stack.ports.lb}",
+        "classify",
+        "--idx",
+        str(mnist_dir / "t10k-images-idx3-ubyte.gz"),
+        "--labels",
+        str(mnist_dir / "t10k-labels-idx1-ubyte.gz"),
+        "--count",
+        "1000",
+        "--json",
+    )
     assert result.returncode == 0, (result.stderr, compose_stack.logs())
     summary = json.loads(result.stdout)
     assert summary["images"] == 1000
@@ -57,10 +67,20 @@ def test_classify_real_test_images_through_the_load_balancer(compose_stack, mnis
 
 
 def test_fashion_mnist_is_served_beside_mnist_through_the_load_balancer(compose_stack, fashion_mnist_dir, e2e_fact):
-    result = mnist_client("--target", f"127.0.0.1:{compose_stack.ports.lb}", "--model", "fashion-mnist", "classify",
-                          "--idx", str(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz"),
-                          "--labels", str(fashion_mnist_dir / "t10k-labels-idx1-ubyte.gz"),
-                          "--count", "1000", "--json")
+    result = mnist_client(
+        "--target",
+        f"127.0.0.1:{compose_stack.ports.lb}",
+        "--model",
+        "fashion-mnist",
+        "classify",
+        "--idx",
+        str(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz"),
+        "--labels",
+        str(fashion_mnist_dir / "t10k-labels-idx1-ubyte.gz"),
+        "--count",
+        "1000",
+        "--json",
+    )
     assert result.returncode == 0, (result.stderr, compose_stack.logs())
     summary = json.loads(result.stdout)
     e2e_fact(f"fashion-mnist accuracy through nginx on the first 1000 test images: {summary['accuracy']:.1%}")
@@ -70,8 +90,15 @@ def test_fashion_mnist_is_served_beside_mnist_through_the_load_balancer(compose_
 def test_prometheus_scrapes_the_server(compose_stack, mnist_dir):
     port = compose_stack.ports.prometheus
     # Calls of its own, so this test does not depend on the others having run.
-    result = mnist_client("--target", f"127.0.0.1:{compose_stack.ports.lb}", "classify",
-                          "--idx", str(mnist_dir / "t10k-images-idx3-ubyte.gz"), "--count", "10")
+    result = mnist_client(
+        "--target",
+        f"127.0.0.1:{compose_stack.ports.lb}",
+        "classify",
+        "--idx",
+        str(mnist_dir / "t10k-images-idx3-ubyte.gz"),
+        "--count",
+        "10",
+    )
     assert result.returncode == 0, result.stderr
     deadline = time.monotonic() + 90  # a few scrape intervals (5 s in CI)
     while True:
@@ -101,9 +128,11 @@ def test_rest_and_the_page_through_the_load_balancer(compose_stack, mnist_dir):
     images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz", count=100)
     labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz", count=100)
     base = f"http://127.0.0.1:{compose_stack.ports.lb_http}"
-    request = urllib.request.Request(base + "/v1/models/mnist:predict",
-                                     data=json.dumps({"instances": images.tolist()}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        base + "/v1/models/mnist:predict",
+        data=json.dumps({"instances": images.tolist()}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         predictions = json.loads(response.read())["predictions"]
     accuracy = sum(p["classes"] == int(label) for p, label in zip(predictions, labels)) / len(labels)

@@ -5,6 +5,7 @@ perf_analyzer and the TF Serving load generator, profiles with py-spy, soaks, an
 the Markdown block and the PNG. No timing is asserted: only that every phase measured something
 and the outputs are whole. The naive baseline is also checked to give the same answers as our
 server (it does the same work, honestly)."""
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,26 @@ def test_quick_run_measures_every_configuration_and_writes_table_json_and_plot(e
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"# Benchmarks\n\nIntro kept.\n\n{BEGIN}\nstale table\n{END}\n\n{TRAINING_SECTION}")
     results_path, plot = tmp_path / "results.json", tmp_path / "images" / "plot.png"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--model-dir", str(exported_model),
-                          "--results", str(results_path), "--doc", str(doc), "--plot", str(plot)],
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=400)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            "--model-dir",
+            str(exported_model),
+            "--results",
+            str(results_path),
+            "--doc",
+            str(doc),
+            "--plot",
+            str(plot),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads(results_path.read_text())
 
@@ -75,7 +93,9 @@ def test_quick_run_measures_every_configuration_and_writes_table_json_and_plot(e
         assert measured["runtime"] and len(measured["starts_s"]) == 1, label
         assert measured["rss_mb"]["median"] >= measured["pss_mb"]["median"] > 0, label
     assert set(footprint["probes"]) == {"LiteRT only", "LiteRT + import tensorflow"}
-    assert all(probe["ready_s"]["median"] > 0 and probe["pss_mb"]["median"] > 0 for probe in footprint["probes"].values())
+    assert all(
+        probe["ready_s"]["median"] > 0 and probe["pss_mb"]["median"] > 0 for probe in footprint["probes"].values()
+    )
     for recording in results["profile"]["recordings"]:
         assert "error" not in recording, recording.get("error")
         assert recording["samples"] > 0 and recording["top_self"], recording["kind"]
@@ -88,8 +108,11 @@ def test_quick_run_measures_every_configuration_and_writes_table_json_and_plot(e
     assert text.startswith("# Benchmarks\n\nIntro kept.") and text.endswith(TRAINING_SECTION)
     assert "stale table" not in text and text.count(BEGIN) == 1 and text.count(END) == 1
     assert "### Targets" in text and "](images/plot.png)" in text
-    for table in ("### Compute ceiling per runtime", "### Server CPU per request, by protocol",
-                  "### Start-up and memory per runtime"):
+    for table in (
+        "### Compute ceiling per runtime",
+        "### Server CPU per request, by protocol",
+        "### Start-up and memory per runtime",
+    ):
         assert table in text
     for label in results["servers"]:
         assert f"| {label} (" in text

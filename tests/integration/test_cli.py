@@ -1,4 +1,5 @@
 """`mnist-client` classify / info / health against the real server, as a user runs it."""
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,9 @@ REAL_MNIST_STEPS = "300"  # ~15 s of training; reaches ~98% on the real test set
 
 def mnist_client(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """The installed console script, as a user runs it."""
-    return subprocess.run([str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +66,9 @@ def test_classify_json_and_the_target_from_the_environment(server, pictures):
 def test_bad_files_are_named_and_the_good_ones_still_answered(server, pictures, tmp_path):
     bogus, missing = tmp_path / "notes.png", tmp_path / "missing.png"
     bogus.write_text("not an image")
-    result = mnist_client("classify", str(pictures[0]), str(bogus), str(missing), str(pictures[1]),
-                          "--target", server.target)  # options after the command, too
+    result = mnist_client(
+        "classify", str(pictures[0]), str(bogus), str(missing), str(pictures[1]), "--target", server.target
+    )  # options after the command, too
     assert result.returncode == 1
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(pictures[0]), str(pictures[1])]
     assert f"error: {bogus}: not a PNG or JPEG image" in result.stderr
@@ -125,12 +128,27 @@ def real_mnist_model(mnist_dir, tmp_path_factory) -> Path:
 def test_classify_idx_reports_the_accuracy_the_trainer_measured(mnist_dir, real_mnist_model):
     recorded = json.loads((real_mnist_model / "1" / "assets.extra" / "metadata.json").read_text())
     with ServerProcess(["--model-dir", str(real_mnist_model)]) as server:
-        result = mnist_client("--target", server.target, "classify", "--json",
-                              "--idx", str(mnist_dir / "t10k-images-idx3-ubyte.gz"),
-                              "--labels", str(mnist_dir / "t10k-labels-idx1-ubyte.gz"))
-        text = mnist_client("--target", server.target, "classify", "--count", "500",
-                            "--idx", str(mnist_dir / "t10k-images-idx3-ubyte.gz"),
-                            "--labels", str(mnist_dir / "t10k-labels-idx1-ubyte.gz"))
+        result = mnist_client(
+            "--target",
+            server.target,
+            "classify",
+            "--json",
+            "--idx",
+            str(mnist_dir / "t10k-images-idx3-ubyte.gz"),
+            "--labels",
+            str(mnist_dir / "t10k-labels-idx1-ubyte.gz"),
+        )
+        text = mnist_client(
+            "--target",
+            server.target,
+            "classify",
+            "--count",
+            "500",
+            "--idx",
+            str(mnist_dir / "t10k-images-idx3-ubyte.gz"),
+            "--labels",
+            str(mnist_dir / "t10k-labels-idx1-ubyte.gz"),
+        )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["images"] == 10_000 and len(summary["labels"]) == 10_000

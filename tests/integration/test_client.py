@@ -1,4 +1,5 @@
 """The client library against the real server on loopback."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,9 @@ def _pictures(count: int) -> list[np.ndarray]:
 
 def _assert_same(predictions, reference):
     assert [p.label for p in predictions] == [p.label for p in reference]
-    np.testing.assert_allclose([p.probabilities for p in predictions],
-                               [p.probabilities for p in reference], atol=PROBABILITY_TOLERANCE)
+    np.testing.assert_allclose(
+        [p.probabilities for p in predictions], [p.probabilities for p in reference], atol=PROBABILITY_TOLERANCE
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +110,7 @@ def test_chunks_are_sent_concurrently_and_reassembled_in_order(server):
 def test_stream_answers_each_input_in_order(client):
     images, _ = synthetic_arrays(40, seed=3)
     reference = client.classify(images)
-    batches = [images[i:i + 7] for i in range(0, 40, 7)]
+    batches = [images[i : i + 7] for i in range(0, 40, 7)]
     replies = list(client.classify_stream(iter(batches)))
     assert [len(r) for r in replies] == [len(b) for b in batches]
     _assert_same([p for reply in replies for p in reply], reference)

@@ -1,6 +1,7 @@
 """Reaching a server, or saying why not: `health --wait` right after starting one, and the wrong
 port (nothing there, or the HTTP port) named as such instead of a bare DEADLINE_EXCEEDED.
 The TLS cases are in test_client_security.py."""
+
 from __future__ import annotations
 
 import time

@@ -1,8 +1,8 @@
 """Calls made while the server restarts wait for it and succeed: no error reaches the caller."""
+
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 
@@ -71,8 +71,9 @@ def test_client_rides_through_a_server_restart(exported_model):
             second.port, second.http_port = first.port, first.http_port  # same address
             with second:
                 second.wait_until_ready(RESTART_DEADLINE_S)
-                assert callers.wait_for(before + CALLS_AFTER_RESTART, timeout=RESTART_DEADLINE_S), \
+                assert callers.wait_for(before + CALLS_AFTER_RESTART, timeout=RESTART_DEADLINE_S), (
                     f"calls did not resume after the restart; errors: {callers.errors[:3]}"
+                )
                 callers.stop_and_join()  # while the server still answers
         finally:
             callers.stop_and_join()

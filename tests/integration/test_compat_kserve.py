@@ -2,13 +2,14 @@
 against the real server: the real model's answers through this API, and the runtime it reports.
 Status codes, messages, metadata, input forms, streams, statistics and the classification extension
 run in-process against a fake model: tests/unit/test_inprocess_compat_kserve.py."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from mnist_client import MnistClient
 
+from mnist_client import MnistClient
 from tests.support.server_process import served_runtime
 from tests.support.synthetic import synthetic_arrays
 

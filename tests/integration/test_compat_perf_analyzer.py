@@ -4,6 +4,7 @@ Each run is bounded: concurrency 8, exactly REQUESTS requests (no stability sear
 Zero errors means: perf_analyzer exits 0, every request it recorded got a response, and the
 server counted exactly that many OK calls of the method and no other status code.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,11 @@ MODES = {
 
 
 def calls(samples: dict, method: str) -> dict[str, float]:
-    codes = {dict(labels).get("code") for (name, labels), _ in samples.items()
-             if name == "mnist_serving_requests_total" and dict(labels).get("method") == method}
+    codes = {
+        dict(labels).get("code")
+        for (name, labels), _ in samples.items()
+        if name == "mnist_serving_requests_total" and dict(labels).get("method") == method
+    }
     return {code: metric(samples, "mnist_serving_requests_total", method=method, code=code) for code in codes}
 
 
@@ -33,8 +37,15 @@ def calls(samples: dict, method: str) -> dict[str, float]:
 def test_perf_analyzer_runs_without_errors(server, service_kind):
     method, extra = MODES[service_kind]
     before = calls(scrape_metrics(server.http_url), method)
-    run = perf_analyzer.run(server.target, service_kind=service_kind, model="mnist", concurrency=CONCURRENCY,
-                            request_count=REQUESTS, extra=extra, timeout_s=180)
+    run = perf_analyzer.run(
+        server.target,
+        service_kind=service_kind,
+        model="mnist",
+        concurrency=CONCURRENCY,
+        request_count=REQUESTS,
+        extra=extra,
+        timeout_s=180,
+    )
     assert run.returncode == 0, run.output[-4000:]
     assert "error" not in run.output.lower(), run.output[-4000:]
     assert len(run.requests) == REQUESTS and run.completed == REQUESTS

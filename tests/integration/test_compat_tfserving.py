@@ -3,16 +3,17 @@ against the real server: the real model's answers through this API and the expor
 Status codes, messages, input forms, Classify, GetModelStatus and version labels run in-process
 against a fake model: tests/unit/test_inprocess_compat_tfserving.py.
 """
+
 from __future__ import annotations
 
 import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from mnist_client import MnistClient
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2, prediction_service_pb2_grpc
 
+from mnist_client import MnistClient
 from tests.support.fake_model import signature_def as fake_signature_def
 from tests.support.synthetic import synthetic_arrays
 
@@ -54,8 +55,9 @@ def test_predict_on_the_real_model_gives_our_apis_answers(prediction, ours):
 
 
 def test_get_model_metadata_is_the_exports_serving_signature(prediction, exported_model):
-    request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=model_pb2.ModelSpec(name="mnist"),
-                                                             metadata_field=["signature_def"])
+    request = get_model_metadata_pb2.GetModelMetadataRequest(
+        model_spec=model_pb2.ModelSpec(name="mnist"), metadata_field=["signature_def"]
+    )
     response = prediction.GetModelMetadata(request, timeout=10)
     signatures = get_model_metadata_pb2.SignatureDefMap()
     assert response.metadata["signature_def"].Unpack(signatures)

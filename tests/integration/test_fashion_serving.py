@@ -3,6 +3,7 @@ genuine files: the served accuracy equals the trainer's record; product photos (
 light background, larger, as JPEG or PNG) are prepared the Fashion-MNIST way and keep their accuracy
 within a few points, where MNIST's digit preparation would lose far more; both models answer on every
 protocol by name."""
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,10 @@ PHOTOS = 1000
 
 @pytest.fixture(scope="module")
 def test_set(fashion_mnist_dir):
-    return (read_idx(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz"),
-            read_idx(fashion_mnist_dir / "t10k-labels-idx1-ubyte.gz"))
+    return (
+        read_idx(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz"),
+        read_idx(fashion_mnist_dir / "t10k-labels-idx1-ubyte.gz"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +71,9 @@ def test_product_photos_keep_their_accuracy_with_the_fashion_preparation(both, t
         raw = accuracy(client.classify(images, model="fashion-mnist"), labels)
         prepared = accuracy(client.classify(photos, model="fashion-mnist"), labels)
         # what the same photos would give with MNIST's digit preparation: why each model needs its own
-        as_digits = accuracy(client.classify(np.stack([decode_image(p) for p in photos]), model="fashion-mnist"),
-                             labels)
+        as_digits = accuracy(
+            client.classify(np.stack([decode_image(p) for p in photos]), model="fashion-mnist"), labels
+        )
     assert prepared >= raw - 0.03, (prepared, raw)
     assert as_digits < prepared - 0.10, (as_digits, prepared)
 
@@ -79,25 +83,59 @@ def test_both_models_answer_by_name_on_every_protocol(both, test_set):
     with MnistClient(both.target, timeout=60) as client:
         fashion = client.classify(images, model="fashion-mnist")
         digits = client.classify(images)  # the default model is mnist
-    assert {p.class_name for p in fashion} <= {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                                               "Shirt", "Sneaker", "Bag", "Ankle boot"}
+    assert {p.class_name for p in fashion} <= {
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    }
     assert all(p.class_name.isdigit() for p in digits)
     expected = [p.label for p in fashion]
     body = json.dumps({"instances": images.tolist()}).encode()
-    for url, read in ((f"{both.http_url}/v1/models/fashion-mnist:predict",
-                       lambda answer: [row["classes"] for row in answer["predictions"]]),
-                      (f"{both.http_url}/v2/models/fashion-mnist/infer",
-                       lambda answer: next(o["data"] for o in answer["outputs"] if o["name"] == "classes"))):
+    for url, read in (
+        (
+            f"{both.http_url}/v1/models/fashion-mnist:predict",
+            lambda answer: [row["classes"] for row in answer["predictions"]],
+        ),
+        (
+            f"{both.http_url}/v2/models/fashion-mnist/infer",
+            lambda answer: next(o["data"] for o in answer["outputs"] if o["name"] == "classes"),
+        ),
+    ):
         if "/v2/" in url:
-            body = json.dumps({"inputs": [{"name": "images", "datatype": "UINT8", "shape": [4, 28, 28],
-                                           "data": images.ravel().tolist()}]}).encode()
+            body = json.dumps(
+                {
+                    "inputs": [
+                        {"name": "images", "datatype": "UINT8", "shape": [4, 28, 28], "data": images.ravel().tolist()}
+                    ]
+                }
+            ).encode()
         request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             assert read(json.loads(response.read())) == expected, url
-    upload = urllib.request.Request(f"{both.http_url}/api/v1/classify?model=fashion-mnist",
-                                    data=product_photo(images[0], "PNG"), headers={"Content-Type": "image/png"})
+    upload = urllib.request.Request(
+        f"{both.http_url}/api/v1/classify?model=fashion-mnist",
+        data=product_photo(images[0], "PNG"),
+        headers={"Content-Type": "image/png"},
+    )
     with urllib.request.urlopen(upload, timeout=30) as response:
         answer = json.loads(response.read())
     assert answer["model_name"] == "fashion-mnist"
-    assert answer["predictions"][0]["class_name"] in {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"}
+    assert answer["predictions"][0]["class_name"] in {
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    }

@@ -5,6 +5,7 @@ warm-up, version deleted while serving, directory emptied, directory gone) and r
 good version appears; its callers must see no error and only right answers throughout. A second
 server serves a model that raises on marked images: only the request carrying one fails.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -17,12 +18,17 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
+
 from mnist_client import ClientError, MnistClient
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_pb2,
-                                     model_service_pb2_grpc, prediction_service_pb2_grpc)
-
 from tests.support.broken_models import export_refusing_model, mark, truncate_variables
 from tests.support.server_process import ServerProcess, metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
@@ -36,8 +42,9 @@ def refusing_models(tmp_path_factory, exported_model):
     """Two genuine SavedModels wrapping the trained one: 'marked' raises on marked images,
     'blank' raises on an all-zero batch (so it fails warm-up)."""
     root = tmp_path_factory.mktemp("refusing")
-    return {refuse: export_refusing_model(exported_model / "1", root / refuse, refuse)
-            for refuse in ("marked", "blank")}
+    return {
+        refuse: export_refusing_model(exported_model / "1", root / refuse, refuse) for refuse in ("marked", "blank")
+    }
 
 
 def publish(base: Path, version: int, source: Path, damage=None) -> None:
@@ -112,8 +119,10 @@ def test_model_directory_faults_never_interrupt_serving(model_base_path, refusin
     good = base / "1"
     pristine = base.parent / "pristine-1"
     shutil.copytree(good, pristine)  # the good export, kept out of the server's sight
-    with ServerProcess(["--model-dir", str(base), *POLL, *SAVED_MODEL_RUNTIME]) as server, \
-            grpc.insecure_channel(server.target) as channel:
+    with (
+        ServerProcess(["--model-dir", str(base), *POLL, *SAVED_MODEL_RUNTIME]) as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
         with MnistClient(server.target) as client:
             expected = [p.label for p in client.classify(images)]
         callers = Callers(server.target, images, expected)
@@ -125,8 +134,12 @@ def test_model_directory_faults_never_interrupt_serving(model_base_path, refusin
             publish(base, 2, pristine, damage=truncate_variables)
             wait_until(lambda: loads(server, "failure") == 1, "the corrupt version's rejection", server)
             assert "model mnist: version 2 rejected, still serving [1]: cannot load SavedModel" in server.log_text()
-            [v2] = status.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(
-                model_spec=model_pb2.ModelSpec(name="mnist", version={"value": 2})), timeout=10).model_version_status
+            [v2] = status.GetModelStatus(
+                get_model_status_pb2.GetModelStatusRequest(
+                    model_spec=model_pb2.ModelSpec(name="mnist", version={"value": 2})
+                ),
+                timeout=10,
+            ).model_version_status
             assert v2.state == get_model_status_pb2.ModelVersionStatus.END and v2.status.error_message
             # 2. A version that loads but fails warm-up: rejected the same way.
             publish(base, 3, refusing_models["blank"])
@@ -147,15 +160,20 @@ def test_model_directory_faults_never_interrupt_serving(model_base_path, refusin
             callers.wait_for_version(1, server)
             assert f"no version directory with a SavedModel in {base}; keeping versions [1]" in server.log_text()
             metadata = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(
-                get_model_metadata_pb2.GetModelMetadataRequest(model_spec=model_pb2.ModelSpec(name="mnist"),
-                                                               metadata_field=["signature_def"]), timeout=10)
+                get_model_metadata_pb2.GetModelMetadataRequest(
+                    model_spec=model_pb2.ModelSpec(name="mnist"), metadata_field=["signature_def"]
+                ),
+                timeout=10,
+            )
             assert metadata.model_spec.version.value == 1  # served from memory, files or not
             # 5. The directory gone (an unmounted volume): the same.
             base.rename(base.parent / "unmounted")
             wait_until(lambda: f"cannot list {base}" in server.log_text(), "the scan error", server)
             callers.wait_for_version(1, server)
-            assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == \
-                health_pb2.HealthCheckResponse.SERVING  # it serves: probes must not restart it
+            assert (
+                health.Check(health_pb2.HealthCheckRequest(), timeout=10).status
+                == health_pb2.HealthCheckResponse.SERVING
+            )  # it serves: probes must not restart it
             # 6. Recovery: the volume is back with a good new version.
             base.mkdir()
             publish(base, 5, pristine)
@@ -179,11 +197,14 @@ def test_only_the_request_that_makes_the_model_raise_fails(tmp_path, refusing_mo
         stub = classifier_pb2_grpc.ClassifierStub(channel)
 
         def request(batch: np.ndarray) -> pb.ClassifyRequest:
-            return pb.ClassifyRequest(packed=pb.PackedImages(data=batch.tobytes(), count=len(batch), height=28, width=28))
+            return pb.ClassifyRequest(
+                packed=pb.PackedImages(data=batch.tobytes(), count=len(batch), height=28, width=28)
+            )
+
         expected = [p.label for p in stub.Classify(request(images), timeout=30).predictions]
         before = scrape_metrics(server.http_url)
         # Nine requests arrive within the 300 ms the first one waits for company: one batch of 37 images.
-        batches = [images[4 * i:4 * i + 4] for i in range(8)] + [mark(images[32:33])]
+        batches = [images[4 * i : 4 * i + 4] for i in range(8)] + [mark(images[32:33])]
         futures = [stub.Classify.future(request(batch), timeout=30) for batch in batches]
         outcomes = []
         for future in futures:
@@ -195,11 +216,12 @@ def test_only_the_request_that_makes_the_model_raise_fails(tmp_path, refusing_mo
         after_labels = [p.label for p in stub.Classify(request(images[:8]), timeout=30).predictions]
         after = scrape_metrics(server.http_url)
         log = server.log_text()
-    assert outcomes[:8] == [expected[4 * i:4 * i + 4] for i in range(8)]
+    assert outcomes[:8] == [expected[4 * i : 4 * i + 4] for i in range(8)]
     assert outcomes[8] == (grpc.StatusCode.INTERNAL, "the model failed while computing this request's batch")
     assert after_labels == expected[:8]
     assert "model failed on a batch of 9 requests; retrying them one by one" in log  # they did share a batch
     assert "refusing model: this batch has a marked image" in log  # the real cause, for the operator
-    counted = metric(after, "mnist_serving_requests_total", code="INTERNAL") - \
-        metric(before, "mnist_serving_requests_total", code="INTERNAL")
+    counted = metric(after, "mnist_serving_requests_total", code="INTERNAL") - metric(
+        before, "mnist_serving_requests_total", code="INTERNAL"
+    )
     assert counted == 1

@@ -7,6 +7,7 @@ Two kinds of callers run together:
 - raw callers (bare stub: no retry, no waiting): show what the server itself answers during the
   drain - a right answer, or UNAVAILABLE for a call it never took - never anything else.
 """
+
 from __future__ import annotations
 
 import threading
@@ -14,10 +15,10 @@ import time
 from collections import Counter
 
 import grpc
+
 from mnist_client import ClientError, MnistClient
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-
 from tests.support.server_process import ServerProcess, metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
 
@@ -62,8 +63,9 @@ class Load:
                     self._record(self.library, f"{error.code.name}: {error.details}")
 
     def _raw_caller(self) -> None:
-        request = pb.ClassifyRequest(packed=pb.PackedImages(data=self.images.tobytes(), count=IMAGES,
-                                                            height=28, width=28))
+        request = pb.ClassifyRequest(
+            packed=pb.PackedImages(data=self.images.tobytes(), count=IMAGES, height=28, width=28)
+        )
         with grpc.insecure_channel(self.target) as channel:
             stub = classifier_pb2_grpc.ClassifierStub(channel)
             for _ in range(1_000_000):
@@ -96,8 +98,11 @@ def test_sigterm_under_load_then_restart_loses_nothing(exported_model):
         load = Load(first.target)
         try:
             load.wait(lambda: load.library["OK"] >= 20 and load.raw["OK"] >= 10, "sustained load", 60)
-            load.wait(lambda: metric(scrape_metrics(first.http_url), "mnist_serving_inflight_requests") >= 3,
-                      "calls in flight", 30)
+            load.wait(
+                lambda: metric(scrape_metrics(first.http_url), "mnist_serving_inflight_requests") >= 3,
+                "calls in flight",
+                30,
+            )
             assert first.terminate(timeout=60) == 0  # SIGTERM mid-load: drained, exit code 0
             load.wait(lambda: load.raw["UNAVAILABLE"] == RAW_CALLERS, "every raw caller refused", 30)
             with load.lock:

@@ -1,4 +1,5 @@
 """server/scripts/grpc_call.py, the grpcurl stand-in: `list`, `list SERVICE` and calls, by reflection only."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ def test_list_names_the_services(server):
 def test_list_service_names_its_methods(server):
     result = grpc_call(server.target, "list", CLASSIFIER)
     assert result.returncode == 0, result.stderr
-    assert {f"{CLASSIFIER}.Classify", f"{CLASSIFIER}.ClassifyStream",
-            f"{CLASSIFIER}.GetModelInfo"} <= set(result.stdout.split())
+    assert {f"{CLASSIFIER}.Classify", f"{CLASSIFIER}.ClassifyStream", f"{CLASSIFIER}.GetModelInfo"} <= set(
+        result.stdout.split()
+    )
     unknown = grpc_call(server.target, "list", "no.such.Service")
     assert unknown.returncode == 1 and "no.such.Service" in unknown.stderr
 

@@ -2,6 +2,7 @@
 PNG, a multipart form and JSON answer exactly what gRPC Classify answers; probes; metrics by route
 and status; security headers; and SIGTERM: /readyz 503 first, accepted requests answered, new
 ones refused."""
+
 from __future__ import annotations
 
 import base64
@@ -15,9 +16,9 @@ import uuid
 
 import grpc
 import numpy as np
+
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-
 from tests.support.catalogue import encode
 from tests.support.server_process import ServerProcess, http_get, metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
@@ -74,8 +75,14 @@ def test_a_multipart_form_with_several_files_answers_in_order(server):
     boundary = uuid.uuid4().hex
     body = f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nmnist\r\n'.encode()
     for index, data in enumerate(files):
-        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{index}.png"\r\n'
-                 "Content-Type: image/png\r\n\r\n").encode() + data + b"\r\n"
+        body += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{index}.png"\r\n'
+                "Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     body += f"--{boundary}--\r\n".encode()
     status, answer, _ = post(server.http_url + CLASSIFY, body, f"multipart/form-data; boundary={boundary}")
     assert status == 200, answer
@@ -84,14 +91,17 @@ def test_a_multipart_form_with_several_files_answers_in_order(server):
 
 
 def test_json_takes_a_classify_request_raw_pixels_or_packed(server):
-    pixels = {"images": [{"pixels": base64.b64encode(image.tobytes()).decode()} for image in IMAGES],
-              "request_id": "r-1"}
+    pixels = {
+        "images": [{"pixels": base64.b64encode(image.tobytes()).decode()} for image in IMAGES],
+        "request_id": "r-1",
+    }
     status, answer, _ = post(server.http_url + CLASSIFY, json.dumps(pixels).encode(), "application/json")
     assert status == 200, answer
     assert answer["request_id"] == "r-1"
     assert [p["label"] for p in answer["predictions"]] == LABELS.tolist()
-    packed = {"packed": {"data": base64.b64encode(IMAGES.tobytes()).decode(), "count": len(IMAGES),
-                         "height": 28, "width": 28}}
+    packed = {
+        "packed": {"data": base64.b64encode(IMAGES.tobytes()).decode(), "count": len(IMAGES), "height": 28, "width": 28}
+    }
     status, again, _ = post(server.http_url + CLASSIFY, json.dumps(packed).encode(), "application/json")
     assert status == 200, again
     assert again["predictions"] == answer["predictions"]
@@ -118,13 +128,16 @@ def test_requests_are_counted_by_route_model_and_status(server):
     after = scrape_metrics(server.http_url)
     name = "mnist_serving_http_requests_total"
     route = "POST /api/v1/classify"
-    for labels, grown in (({"route": route, "model": "mnist", "status": "200"}, 1),
-                          ({"route": route, "model": "mnist", "status": "400"}, 1),
-                          ({"route": route, "model": "none", "status": "404"}, 1),
-                          ({"route": "unmatched", "model": "none", "status": "404"}, 1)):
+    for labels, grown in (
+        ({"route": route, "model": "mnist", "status": "200"}, 1),
+        ({"route": route, "model": "mnist", "status": "400"}, 1),
+        ({"route": route, "model": "none", "status": "404"}, 1),
+        ({"route": "unmatched", "model": "none", "status": "404"}, 1),
+    ):
         assert metric(after, name, **labels) - metric(before, name, **labels) == grown, labels
-    assert metric(after, "mnist_serving_images_total", model="mnist") > metric(before, "mnist_serving_images_total",
-                                                                                  model="mnist")
+    assert metric(after, "mnist_serving_images_total", model="mnist") > metric(
+        before, "mnist_serving_images_total", model="mnist"
+    )
 
 
 def test_every_answer_carries_the_security_headers(server):
@@ -137,17 +150,28 @@ def test_every_answer_carries_the_security_headers(server):
             headers = exc.headers
         assert headers["X-Content-Type-Options"] == "nosniff", path
         assert headers["Referrer-Policy"] == "no-referrer", path
-    assert "default-src 'none'" in urllib.request.urlopen(server.http_url + "/", timeout=10).headers[
-        "Content-Security-Policy"]
+    assert (
+        "default-src 'none'"
+        in urllib.request.urlopen(server.http_url + "/", timeout=10).headers["Content-Security-Policy"]
+    )
 
 
 def test_sigterm_readyz_503_first_accepted_requests_answered_new_ones_refused(exported_model):
     """One request of 3,000 images at 8 per model call keeps the server busy while it drains."""
     big = np.random.default_rng(3).integers(0, 256, (3000, 28, 28), dtype=np.uint8)
-    body = json.dumps({"packed": {"data": base64.b64encode(big.tobytes()).decode(), "count": len(big),
-                                  "height": 28, "width": 28}}).encode()
-    flags = ["--model-dir", str(exported_model), "--max-batch-size", "8", "--runtime", "tensorflow",
-             "--grace-period", "60"]
+    body = json.dumps(
+        {"packed": {"data": base64.b64encode(big.tobytes()).decode(), "count": len(big), "height": 28, "width": 28}}
+    ).encode()
+    flags = [
+        "--model-dir",
+        str(exported_model),
+        "--max-batch-size",
+        "8",
+        "--runtime",
+        "tensorflow",
+        "--grace-period",
+        "60",
+    ]
     with ServerProcess(flags) as server:
         outcome: dict = {}
 
@@ -173,4 +197,3 @@ def test_sigterm_readyz_503_first_accepted_requests_answered_new_ones_refused(ex
     except OSError:
         status = None
     assert status is None
-

@@ -2,6 +2,7 @@
 inference route (probes and the page open), token lines limited to a gRPC service mean the same
 over HTTP, and mutual TLS: probes and metrics open without a client certificate, everything else
 needs one. Certificates are made on the fly; real server, real TLS."""
+
 from __future__ import annotations
 
 import json
@@ -36,16 +37,32 @@ def token_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tls_server(exported_model, pki, token_file):
-    flags = ["--model-dir", str(exported_model), "--tls-cert", pki.server_cert, "--tls-key", pki.server_key,
-             "--auth-token-file", str(token_file)]
+    flags = [
+        "--model-dir",
+        str(exported_model),
+        "--tls-cert",
+        pki.server_cert,
+        "--tls-key",
+        pki.server_key,
+        "--auth-token-file",
+        str(token_file),
+    ]
     with ServerProcess(flags) as proc:
         yield proc
 
 
 @pytest.fixture(scope="module")
 def mtls_server(exported_model, pki):
-    flags = ["--model-dir", str(exported_model), "--tls-cert", pki.server_cert, "--tls-key", pki.server_key,
-             "--tls-client-ca", pki.ca_cert]
+    flags = [
+        "--model-dir",
+        str(exported_model),
+        "--tls-cert",
+        pki.server_cert,
+        "--tls-key",
+        pki.server_key,
+        "--tls-client-ca",
+        pki.ca_cert,
+    ]
     with ServerProcess(flags) as proc:
         yield proc
 
@@ -59,8 +76,9 @@ def context(pki, client: bool = False, rogue: bool = False) -> ssl.SSLContext:
     return result
 
 
-def call(url: str, ssl_context=None, token: str | None = None, body: dict | None = None,
-         authorization: str | None = None) -> tuple[int, dict | str, dict]:
+def call(
+    url: str, ssl_context=None, token: str | None = None, body: dict | None = None, authorization: str | None = None
+) -> tuple[int, dict | str, dict]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
     if token is not None:
@@ -90,18 +108,27 @@ def test_the_http_port_speaks_tls_with_the_grpc_ports_certificate(tls_server, pk
     with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP to the TLS port: no answer in clear
         urllib.request.urlopen(f"http://{HOST}:{tls_server.http_port}/readyz", timeout=5)
     with pytest.raises(urllib.error.URLError):  # a client that does not trust our CA
-        urllib.request.urlopen(tls_server.http_url + "/readyz", timeout=5,
-                               context=ssl.create_default_context(cafile=pki.rogue_ca_cert))
+        urllib.request.urlopen(
+            tls_server.http_url + "/readyz", timeout=5, context=ssl.create_default_context(cafile=pki.rogue_ca_cert)
+        )
 
 
-@pytest.mark.parametrize("token,authorization,message", [
-    (None, None, "missing credentials"),
-    (None, "Basic dXNlcjpwYXNz", "malformed credentials"),
-    ("x" * 40, None, "invalid credentials"),
-])
+@pytest.mark.parametrize(
+    "token,authorization,message",
+    [
+        (None, None, "missing credentials"),
+        (None, "Basic dXNlcjpwYXNz", "malformed credentials"),
+        ("x" * 40, None, "invalid credentials"),
+    ],
+)
 def test_inference_routes_need_a_valid_token(tls_server, pki, token, authorization, message):
-    for path, body in ((PREDICT, predict_body()), ("/v1/models/mnist", None), ("/v1/models/mnist/metadata", None),
-                       ("/v2/models/mnist", None), ("/api/v1/models", None)):
+    for path, body in (
+        (PREDICT, predict_body()),
+        ("/v1/models/mnist", None),
+        ("/v1/models/mnist/metadata", None),
+        ("/v2/models/mnist", None),
+        ("/api/v1/models", None),
+    ):
         status, answer, headers = call(tls_server.http_url + path, context(pki), token, body, authorization)
         assert status == 401, (path, answer)
         assert message in answer["error"]

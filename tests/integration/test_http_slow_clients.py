@@ -2,6 +2,7 @@
 request, a body that never completes, answers nobody reads, more connections than the limit, an
 oversize body. Each has a bound that can fail: the probes and the gRPC port keep answering, no
 thread per connection, memory bounded, every such connection closed within its timeout."""
+
 from __future__ import annotations
 
 import socket
@@ -24,8 +25,14 @@ MEMORY_BOUND_MB = 60.0  # growth of the server's resident memory while HOSTILE c
 
 @pytest.fixture(scope="module")
 def server(exported_model):
-    flags = ["--model-dir", str(exported_model), "--http-idle-timeout", str(IDLE_TIMEOUT_S),
-             "--http-body-timeout", str(BODY_TIMEOUT_S)]
+    flags = [
+        "--model-dir",
+        str(exported_model),
+        "--http-idle-timeout",
+        str(IDLE_TIMEOUT_S),
+        "--http-body-timeout",
+        str(BODY_TIMEOUT_S),
+    ]
     with ServerProcess(flags) as proc:
         yield proc
 
@@ -61,7 +68,7 @@ def closed_by_server(sock: socket.socket, within_s: float) -> tuple[bool, bytes]
     while time.monotonic() < deadline:
         try:
             chunk = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except ConnectionResetError:
             return True, received
@@ -127,8 +134,10 @@ def test_a_body_that_never_completes_gets_408_within_the_body_timeout(server):
     socks = []
     for _ in range(HOSTILE // 3):
         sock = connect(server)
-        sock.sendall(b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100000\r\n\r\n{\"images\": [")
+        sock.sendall(
+            b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100000\r\n\r\n{"images": ['
+        )
         socks.append(sock)
     opened = time.monotonic()
     assert_probes_answer(server)
@@ -191,8 +200,9 @@ def test_a_body_over_the_limit_is_refused_before_it_is_sent(exported_model):
     with ServerProcess(["--model-dir", str(exported_model), "--max-receive-message-bytes", str(limit)]) as server:
         sock = connect(server)
         # declares 100 MB and sends none of it: the answer must come from the headers alone
-        sock.sendall(b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                     b"Content-Length: 100000000\r\n\r\n")
+        sock.sendall(
+            b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000000\r\n\r\n"
+        )
         closed, answer = closed_by_server(sock, 5.0)
         sock.close()
         assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]

@@ -7,6 +7,7 @@
 - Deadlines shorter than the queue wait: DEADLINE_EXCEEDED, and the model never computes them.
 Every loop is bounded in time and count; all traffic goes to 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,15 +20,23 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
 from mnist_client import AsyncMnistClient, ClientError, MnistClient
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-
 from tests.support.server_process import ServerProcess, metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
 
-FLAGS = ["--max-batch-size", "1", "--max-queue-images", "512", "--max-images-per-request", "256",
-         "--max-concurrent-rpcs", "64"]
+FLAGS = [
+    "--max-batch-size",
+    "1",
+    "--max-queue-images",
+    "512",
+    "--max-images-per-request",
+    "256",
+    "--max-concurrent-rpcs",
+    "64",
+]
 REQUEST_IMAGES = 64
 BATCHES = 4  # distinct requests, each with its own known answer
 CALLERS = 48  # x 64 images = 3072 images wanted at once, six times the queue
@@ -54,7 +63,7 @@ def slow_server(exported_model):
 @pytest.fixture(scope="module")
 def batches():
     images, _ = synthetic_arrays(REQUEST_IMAGES * BATCHES, seed=51)
-    return [images[i * REQUEST_IMAGES:(i + 1) * REQUEST_IMAGES] for i in range(BATCHES)]
+    return [images[i * REQUEST_IMAGES : (i + 1) * REQUEST_IMAGES] for i in range(BATCHES)]
 
 
 @pytest.fixture(scope="module")
@@ -132,21 +141,29 @@ def test_excess_load_is_shed_fast_and_accepted_calls_are_answered_right(small_se
     assert set(counts) == {"OK", "RESOURCE_EXHAUSTED"}, counts  # no timeout, no wrong answer, no error
     offered = len(storm) * REQUEST_IMAGES / elapsed
     factor = offered / capacity
-    print(f"\ncapacity {capacity:.0f} images/s; offered {offered:.0f} images/s = {factor:.1f}x; "
-          f"calls {dict(counts)}; RSS baseline {baseline / 2**20:.0f} MiB, peak {max(sampler.samples) / 2**20:.0f} MiB")
+    print(
+        f"\ncapacity {capacity:.0f} images/s; offered {offered:.0f} images/s = {factor:.1f}x; "
+        f"calls {dict(counts)}; RSS baseline {baseline / 2**20:.0f} MiB, peak {max(sampler.samples) / 2**20:.0f} MiB"
+    )
     assert factor > 5, f"the storm offered only {factor:.1f}x capacity"
     refused = [latency for outcome, latency in storm if outcome == "RESOURCE_EXHAUSTED"]
     served = [latency for outcome, latency in storm if outcome == "OK"]
-    print(f"median latency: refused {statistics.median(refused) * 1000:.1f} ms, "
-          f"served {statistics.median(served) * 1000:.1f} ms")
+    print(
+        f"median latency: refused {statistics.median(refused) * 1000:.1f} ms, "
+        f"served {statistics.median(served) * 1000:.1f} ms"
+    )
     assert statistics.median(refused) < statistics.median(served)  # shed at once, not after queueing
     assert max(refused) < TIMEOUT_S / 4
+
     # The server counted exactly what the clients saw: refusals at the queue, and the answers.
     def delta(name, **labels):
         return metric(after, name, **labels) - metric(before, name, **labels)
+
     assert delta("mnist_serving_requests_dropped_total", reason="queue_full") == counts["RESOURCE_EXHAUSTED"]
-    assert delta("mnist_serving_requests_total", method="mnist_serving.v1.Classifier/Classify",
-                 code="OK") == counts["OK"] + 1
+    assert (
+        delta("mnist_serving_requests_total", method="mnist_serving.v1.Classifier/Classify", code="OK")
+        == counts["OK"] + 1
+    )
     assert metric(after, "mnist_serving_queue_depth", model="mnist") == 0
     # Memory: bounded by the queue, not by the offered load, and not growing during the storm.
     half = len(sampler.samples) // 2
@@ -168,7 +185,7 @@ def test_deadlines_shorter_than_the_queue_wait_cost_no_compute(slow_server, batc
             assert time.monotonic() < deadline, "the big request never queued"
             time.sleep(0.002)
         # Ten callers at once, each allowing a quarter of that: at least 200 images are ahead of them.
-        late = [stub.Classify.future(packed(batches[i % BATCHES][i:i + 1]), timeout=big_s / 4) for i in range(10)]
+        late = [stub.Classify.future(packed(batches[i % BATCHES][i : i + 1]), timeout=big_s / 4) for i in range(10)]
         codes = [future.exception().code() for future in late]
         assert [p.label for p in queued.result().predictions] == sum(reference, [])
     assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 10
@@ -180,14 +197,17 @@ def test_deadlines_shorter_than_the_queue_wait_cost_no_compute(slow_server, batc
         after = scrape_metrics(slow_server.http_url)
 
         def delta(name, **labels):
-            return metric(after, name, **labels) - metric(before, name, **labels)
+            return metric(after, name, **labels) - metric(before, name, **labels)  # noqa: B023 - used in this pass
+
         # The server saw them expire (a call whose deadline passed before it was even read is not
         # counted, on a busy machine) and dropped each from the queue: "cancelled" (the caller had
         # gone) or "deadline" (found expired when its batch formed)...
-        expired = delta("mnist_serving_requests_total", method="mnist_serving.v1.Classifier/Classify",
-                        code="DEADLINE_EXCEEDED")
-        dropped = delta("mnist_serving_requests_dropped_total", reason="cancelled") + \
-            delta("mnist_serving_requests_dropped_total", reason="deadline")
+        expired = delta(
+            "mnist_serving_requests_total", method="mnist_serving.v1.Classifier/Classify", code="DEADLINE_EXCEEDED"
+        )
+        dropped = delta("mnist_serving_requests_dropped_total", reason="cancelled") + delta(
+            "mnist_serving_requests_dropped_total", reason="deadline"
+        )
         if dropped == expired or time.monotonic() > settle_by:
             break
         time.sleep(0.05)

@@ -1,6 +1,7 @@
 """KServe v2 REST (Triton's HTTP API) on the HTTP port, called with the official tritonclient.http
 client, raw urllib requests and perf_analyzer -i http; every answer is checked against what the
 gRPC port (tritonclient.grpc) says about the same images."""
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,9 @@ def http_input(array: np.ndarray, datatype: str, binary: bool = True) -> triton_
 
 
 def post(url: str, body: dict) -> tuple[int, dict, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, dict(response.headers), json.loads(response.read())
@@ -72,15 +74,20 @@ def test_health_and_readiness(http):
 def test_server_and_model_metadata(http, grpc_client):
     server_metadata = http.get_server_metadata()
     assert server_metadata["name"] == "mnist-serving"
-    assert set(server_metadata["extensions"]) == {"classification", "model_configuration", "statistics",
-                                                  "binary_tensor_data"}
+    assert set(server_metadata["extensions"]) == {
+        "classification",
+        "model_configuration",
+        "statistics",
+        "binary_tensor_data",
+    }
     metadata = http.get_model_metadata("mnist")
     assert metadata == http.get_model_metadata("mnist", "1")
     assert (metadata["name"], metadata["versions"], metadata["platform"]) == ("mnist", ["1"], "tensorflow_savedmodel")
     assert metadata["inputs"] == [{"name": "images", "datatype": "UINT8", "shape": [-1, 28, 28]}]
     over_grpc = grpc_client.get_model_metadata("mnist", as_json=True)
-    assert [(o["name"], o["datatype"], [str(d) for d in o["shape"]]) for o in metadata["outputs"]] == \
-        [(o["name"], o["datatype"], o["shape"]) for o in over_grpc["outputs"]]
+    assert [(o["name"], o["datatype"], [str(d) for d in o["shape"]]) for o in metadata["outputs"]] == [
+        (o["name"], o["datatype"], o["shape"]) for o in over_grpc["outputs"]
+    ]
 
 
 def test_model_config_is_triton_json_with_numbers(http, grpc_client):
@@ -91,8 +98,9 @@ def test_model_config_is_triton_json_with_numbers(http, grpc_client):
     assert {o["name"]: o["dims"] for o in config["output"]} == {"classes": [1], "logits": [10], "probabilities": [10]}
     assert isinstance(config["dynamic_batching"]["max_queue_delay_microseconds"], int)
     over_grpc = grpc_client.get_model_config("mnist", as_json=True)["config"]
-    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == \
-        int(over_grpc["dynamic_batching"].get("max_queue_delay_microseconds", 0))
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == int(
+        over_grpc["dynamic_batching"].get("max_queue_delay_microseconds", 0)
+    )
     assert config["instance_group"][0]["kind"] == over_grpc["instance_group"][0]["kind"]
     assert http.get_model_config("mnist", "1") == config
 
@@ -104,8 +112,16 @@ def test_statistics_count_http_inferences(http, grpc_client):
     assert (after["name"], after["version"]) == ("mnist", "1")
     assert after["inference_count"] - before["inference_count"] == 3
     assert after["inference_stats"]["success"]["count"] - before["inference_stats"]["success"]["count"] == 1
-    for duration in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output",
-                     "cache_hit", "cache_miss"):  # perf_analyzer reads each as a JSON number
+    for duration in (
+        "success",
+        "fail",
+        "queue",
+        "compute_input",
+        "compute_infer",
+        "compute_output",
+        "cache_hit",
+        "cache_miss",
+    ):  # perf_analyzer reads each as a JSON number
         assert all(isinstance(after["inference_stats"][duration][k], int) for k in ("count", "ns"))
     over_grpc = grpc_client.get_inference_statistics("mnist", as_json=True)["model_stats"][0]
     assert int(over_grpc["inference_count"]) == after["inference_count"]
@@ -113,18 +129,24 @@ def test_statistics_count_http_inferences(http, grpc_client):
     assert [(s["name"], s["version"]) for s in everything] == [("mnist", "1")]
 
 
-@pytest.mark.parametrize("array, datatype", [
-    pytest.param(IMAGES, "UINT8", id="uint8"),
-    pytest.param(IMAGES.astype(np.float32) / 255, "FP32", id="fp32"),
-    pytest.param(IMAGES.astype(np.float64) / 255, "FP64", id="fp64"),
-    pytest.param(IMAGES.reshape(-1, 784), "UINT8", id="flat-784"),
-    pytest.param(IMAGES[..., None], "UINT8", id="channels-last"),
-])
+@pytest.mark.parametrize(
+    "array, datatype",
+    [
+        pytest.param(IMAGES, "UINT8", id="uint8"),
+        pytest.param(IMAGES.astype(np.float32) / 255, "FP32", id="fp32"),
+        pytest.param(IMAGES.astype(np.float64) / 255, "FP64", id="fp64"),
+        pytest.param(IMAGES.reshape(-1, 784), "UINT8", id="flat-784"),
+        pytest.param(IMAGES[..., None], "UINT8", id="channels-last"),
+    ],
+)
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_infer_answers_as_the_grpc_port(http, expected, server, array, datatype, binary):
     before = scrape_metrics(server.http_url)
-    outputs = None if binary else [triton_http.InferRequestedOutput(name, binary_data=False)
-                                   for name in ("classes", "probabilities")]
+    outputs = (
+        None
+        if binary
+        else [triton_http.InferRequestedOutput(name, binary_data=False) for name in ("classes", "probabilities")]
+    )
     result = http.infer("mnist", [http_input(array, datatype, binary)], outputs=outputs, request_id="rest-1")
     classes, probabilities, _ = expected
     np.testing.assert_array_equal(result.as_numpy("classes"), classes)
@@ -133,9 +155,13 @@ def test_infer_answers_as_the_grpc_port(http, expected, server, array, datatype,
     assert (response["model_name"], response["model_version"], response["id"]) == ("mnist", "1", "rest-1")
     assert all(("data" in o) != binary for o in response["outputs"])
     assert np.mean(classes == LABELS) > 0.8
-    counted = metric(scrape_metrics(server.http_url), "mnist_serving_http_requests_total", route=INFER_ROUTE,
-                     model="mnist", status="200") - \
-        metric(before, "mnist_serving_http_requests_total", route=INFER_ROUTE, model="mnist", status="200")
+    counted = metric(
+        scrape_metrics(server.http_url),
+        "mnist_serving_http_requests_total",
+        route=INFER_ROUTE,
+        model="mnist",
+        status="200",
+    ) - metric(before, "mnist_serving_http_requests_total", route=INFER_ROUTE, model="mnist", status="200")
     assert counted == 1
 
 
@@ -157,15 +183,19 @@ def test_versioned_infer_and_requested_outputs(http, expected):
     np.testing.assert_array_equal(result.as_numpy("classes"), expected[0])
 
 
-@pytest.mark.parametrize("shape, data", [
-    pytest.param(list(IMAGES.shape), IMAGES.tolist(), id="nested"),
-    pytest.param(list(IMAGES.shape), IMAGES.ravel().tolist(), id="flat"),
-    pytest.param([len(IMAGES), 784], IMAGES.reshape(len(IMAGES), -1).tolist(), id="nested-784"),
-])
+@pytest.mark.parametrize(
+    "shape, data",
+    [
+        pytest.param(list(IMAGES.shape), IMAGES.tolist(), id="nested"),
+        pytest.param(list(IMAGES.shape), IMAGES.ravel().tolist(), id="flat"),
+        pytest.param([len(IMAGES), 784], IMAGES.reshape(len(IMAGES), -1).tolist(), id="nested-784"),
+    ],
+)
 def test_raw_json_requests(server, expected, shape, data):
     url = f"{server.http_url}/v2/models/mnist/infer"
-    status, headers, body = post(url, {"id": "raw", "inputs": [
-        {"name": "images", "datatype": "UINT8", "shape": shape, "data": data}]})
+    status, headers, body = post(
+        url, {"id": "raw", "inputs": [{"name": "images", "datatype": "UINT8", "shape": shape, "data": data}]}
+    )
     assert status == 200, body
     assert headers["Content-Type"].startswith("application/json")
     assert "Inference-Header-Content-Length" not in headers
@@ -178,18 +208,26 @@ def test_raw_json_requests(server, expected, shape, data):
 def test_big_json_request_is_parsed_off_the_loop_and_answered(server, expected):
     copies = 50  # 400 images, about 1 MB of JSON: past the size that is parsed on a worker thread
     images = np.tile(IMAGES, (copies, 1, 1))
-    status, _, body = post(f"{server.http_url}/v2/models/mnist/infer", {
-        "inputs": [{"name": "images", "datatype": "UINT8", "shape": list(images.shape), "data": images.tolist()}],
-        "outputs": [{"name": "classes"}]})
+    status, _, body = post(
+        f"{server.http_url}/v2/models/mnist/infer",
+        {
+            "inputs": [{"name": "images", "datatype": "UINT8", "shape": list(images.shape), "data": images.tolist()}],
+            "outputs": [{"name": "classes"}],
+        },
+    )
     assert status == 200, body
     assert body["outputs"][0]["data"] == np.tile(expected[0], copies).tolist()
 
 
 def test_raw_json_floats_and_classification(server, expected):
     floats = np.round(IMAGES.astype(np.float64) / 255, 6)  # rounds back to the same pixels
-    status, _, body = post(f"{server.http_url}/v2/models/mnist/versions/1/infer", {
-        "inputs": [{"name": "images", "datatype": "FP32", "shape": list(IMAGES.shape), "data": floats.tolist()}],
-        "outputs": [{"name": "probabilities", "parameters": {"classification": 1}}]})
+    status, _, body = post(
+        f"{server.http_url}/v2/models/mnist/versions/1/infer",
+        {
+            "inputs": [{"name": "images", "datatype": "FP32", "shape": list(IMAGES.shape), "data": floats.tolist()}],
+            "outputs": [{"name": "probabilities", "parameters": {"classification": 1}}],
+        },
+    )
     assert status == 200, body
     [output] = body["outputs"]
     assert [int(text.split(":")[1]) for text in output["data"]] == expected[0].tolist()
@@ -208,16 +246,24 @@ def test_unknown_routes_and_unsupported_extensions(server):
 def test_perf_analyzer_over_http_without_errors(server):
     requests = 200
     before = scrape_metrics(server.http_url)
-    run = perf_analyzer.run(f"127.0.0.1:{server.http_port}", service_kind="triton", model="mnist", concurrency=4,
-                            request_count=requests, protocol="http", timeout_s=180)
+    run = perf_analyzer.run(
+        f"127.0.0.1:{server.http_port}",
+        service_kind="triton",
+        model="mnist",
+        concurrency=4,
+        request_count=requests,
+        protocol="http",
+        timeout_s=180,
+    )
     assert run.returncode == 0, run.output[-4000:]
     assert "error" not in run.output.lower(), run.output[-4000:]
     assert len(run.requests) == requests and run.completed == requests
     after = scrape_metrics(server.http_url)
 
     def answered(status: str) -> float:
-        return metric(after, "mnist_serving_http_requests_total", route=INFER_ROUTE, status=status) - \
-            metric(before, "mnist_serving_http_requests_total", route=INFER_ROUTE, status=status)
+        return metric(after, "mnist_serving_http_requests_total", route=INFER_ROUTE, status=status) - metric(
+            before, "mnist_serving_http_requests_total", route=INFER_ROUTE, status=status
+        )
 
     assert answered("200") == requests
     assert sum(answered(status) for status in ("400", "404", "413", "429", "500", "503", "504")) == 0

@@ -4,6 +4,7 @@ Request bodies follow TF Serving's "RESTful API" spec; answers are checked again
 shapes and against what the gRPC PredictionService (official tensorflow_serving.apis stubs)
 answers for the same images on the same server.
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,15 +19,23 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import json_format
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, model_pb2, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    model_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from tests.support.synthetic import synthetic_arrays
 
 IMAGES, LABELS = synthetic_arrays(6, seed=33)
 CLASS_NAMES = [str(digit) for digit in range(10)]
-STATUS_V1 = {"model_version_status": [
-    {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+STATUS_V1 = {
+    "model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]
+}
 
 
 def call(url: str, body=None, *, content_type: str = "application/json", timeout: float = 30.0) -> tuple[int, dict]:
@@ -73,6 +82,7 @@ def rows_to_columns(predictions: list[dict]) -> dict:
 
 # --- status and metadata ------------------------------------------------------------------------
 
+
 def test_status_as_the_spec_example_shows(server):
     assert call(f"{server.http_url}/v1/models/mnist") == (200, STATUS_V1)
     assert call(f"{server.http_url}/v1/models/mnist/versions/1") == (200, STATUS_V1)
@@ -82,12 +92,17 @@ def test_metadata_is_the_json_of_the_grpc_signature_def_map(server, stub):
     status, answer = call(f"{server.http_url}/v1/models/mnist/metadata")
     assert status == 200
     assert answer["model_spec"] == {"name": "mnist", "version": "1", "signature_name": ""}
-    grpc_metadata = stub.GetModelMetadata(get_model_metadata_pb2.GetModelMetadataRequest(
-        model_spec=model_pb2.ModelSpec(name="mnist"), metadata_field=["signature_def"]), timeout=10)
+    grpc_metadata = stub.GetModelMetadata(
+        get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=model_pb2.ModelSpec(name="mnist"), metadata_field=["signature_def"]
+        ),
+        timeout=10,
+    )
     signatures = get_model_metadata_pb2.SignatureDefMap()
     grpc_metadata.metadata["signature_def"].Unpack(signatures)
     assert answer["metadata"]["signature_def"] == json_format.MessageToDict(
-        signatures, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        signatures, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     serving = answer["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert serving["inputs"]["images"]["dtype"] == "DT_UINT8"
     assert [d["size"] for d in serving["inputs"]["images"]["tensor_shape"]["dim"]] == ["-1", "28", "28"]
@@ -96,6 +111,7 @@ def test_metadata_is_the_json_of_the_grpc_signature_def_map(server, stub):
 
 
 # --- predict ------------------------------------------------------------------------------------
+
 
 def test_row_format_uint8_answers_as_grpc_predict(server, grpc_answer):
     status, answer = call(f"{server.http_url}/v1/models/mnist:predict", {"instances": IMAGES.tolist()})
@@ -115,8 +131,9 @@ def test_columnar_format_float_pixels_answers_as_grpc_predict(server, grpc_answe
 
 @pytest.mark.parametrize("shape", [(-1, 784), (-1, 28, 28, 1)])
 def test_flat_and_channels_last_images_are_taken(server, grpc_answer, shape):
-    status, answer = call(f"{server.http_url}/v1/models/mnist:predict",
-                          {"inputs": IMAGES.reshape(shape).tolist()})  # the spec's unnamed single input
+    status, answer = call(
+        f"{server.http_url}/v1/models/mnist:predict", {"inputs": IMAGES.reshape(shape).tolist()}
+    )  # the spec's unnamed single input
     assert status == 200
     assert_same_as_grpc({k: np.array(v) for k, v in answer["outputs"].items()}, grpc_answer)
 
@@ -157,10 +174,13 @@ def test_spec_example_answers_the_spec_shape(server):
 
 # --- classify and regress -----------------------------------------------------------------------
 
+
 def test_classify_examples_as_grpc_classify(server, stub, grpc_answer):
-    examples = [{"images": IMAGES[0].ravel().tolist()},                 # int64_list
-                {"images": (IMAGES[1].ravel() / 255.0).tolist()},       # float_list
-                {"images": b64(IMAGES[2]), "caption": "ignored"}]       # bytes_list
+    examples = [
+        {"images": IMAGES[0].ravel().tolist()},  # int64_list
+        {"images": (IMAGES[1].ravel() / 255.0).tolist()},  # float_list
+        {"images": b64(IMAGES[2]), "caption": "ignored"},
+    ]  # bytes_list
     status, answer = call(f"{server.http_url}/v1/models/mnist:classify", {"examples": examples})
     assert status == 200 and list(answer) == ["results"]
     assert len(answer["results"]) == 3
@@ -175,8 +195,11 @@ def test_classify_examples_as_grpc_classify(server, stub, grpc_answer):
 
 
 def test_classify_context_supplies_the_image_examples_do_not_have(server, grpc_answer):
-    body = {"signature_name": "serving_default", "context": {"images": b64(IMAGES[3])},
-            "examples": [{}, {"images": IMAGES[4].ravel().tolist()}]}  # an example's own feature wins
+    body = {
+        "signature_name": "serving_default",
+        "context": {"images": b64(IMAGES[3])},
+        "examples": [{}, {"images": IMAGES[4].ravel().tolist()}],
+    }  # an example's own feature wins
     status, answer = call(f"{server.http_url}/v1/models/mnist/versions/1:classify", body)
     assert status == 200
     for row, expected in zip(answer["results"], grpc_answer["probabilities"][3:5]):
@@ -190,12 +213,12 @@ def test_regress_is_not_implemented(server):
 
 # --- version labels -----------------------------------------------------------------------------
 
+
 def wait_for_versions(http_url: str, versions: list[str], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         _, answer = call(f"{http_url}/v1/models/mnist")
-        available = sorted(s["version"] for s in answer.get("model_version_status", [])
-                           if s["state"] == "AVAILABLE")
+        available = sorted(s["version"] for s in answer.get("model_version_status", []) if s["state"] == "AVAILABLE")
         if available == versions:
             return
         assert time.monotonic() < deadline, f"versions {versions} not available in {timeout_s}s: {answer}"
@@ -205,8 +228,14 @@ def wait_for_versions(http_url: str, versions: list[str], timeout_s: float = 60.
 @pytest.mark.slow
 def test_version_labels_pick_versions(model_base_path, start_server):
     shutil.copytree(model_base_path / "1", model_base_path / "2")
-    flags = ["--model-dir", str(model_base_path), "--keep-versions", "2",
-             "--version-labels", "stable=1,canary=2,future=9"]
+    flags = [
+        "--model-dir",
+        str(model_base_path),
+        "--keep-versions",
+        "2",
+        "--version-labels",
+        "stable=1,canary=2,future=9",
+    ]
     with start_server(flags) as server:
         url = f"{server.http_url}/v1/models/mnist"
         wait_for_versions(server.http_url, ["1", "2"])
@@ -216,11 +245,13 @@ def test_version_labels_pick_versions(model_base_path, start_server):
         for label, version in (("stable", "1"), ("canary", "2")):
             status, metadata = call(f"{url}/labels/{label}/metadata")
             assert status == 200 and metadata["model_spec"]["version"] == version
-            status, predicted = call(f"{url}/labels/{label}:predict",
-                                     {"instances": IMAGES[:2].tolist(), "output_filter": ["classes"]})
+            status, predicted = call(
+                f"{url}/labels/{label}:predict", {"instances": IMAGES[:2].tolist(), "output_filter": ["classes"]}
+            )
             assert status == 200 and len(predicted["predictions"]) == 2
-            status, classified = call(f"{url}/labels/{label}:classify",
-                                      {"examples": [{"images": IMAGES[0].ravel().tolist()}]})
+            status, classified = call(
+                f"{url}/labels/{label}:classify", {"examples": [{"images": IMAGES[0].ravel().tolist()}]}
+            )
             assert status == 200 and len(classified["results"][0]) == 10
         status, answer = call(f"{url}/labels/future:predict", {"instances": IMAGES[:1].tolist()})
         assert status == 404 and "version 9 of model 'mnist' is not loaded" in answer["error"]

@@ -1,6 +1,7 @@
 """The runtimes on the real server: LiteRT (the version's model.tflite), TensorFlow (its SavedModel)
 and auto (LiteRT for small batches, TensorFlow for large ones) answer alike, say which one serves each
 version, and handle versions without model.tflite as documented."""
+
 from __future__ import annotations
 
 import shutil
@@ -10,9 +11,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-
 from tests.support.server_process import metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
 
@@ -32,14 +33,15 @@ def reference(exported_model):
 
 def classify(target: str, images: np.ndarray) -> pb.ClassifyResponse:
     with grpc.insecure_channel(target) as channel:
-        return classifier_pb2_grpc.ClassifierStub(channel).Classify(pb.ClassifyRequest(packed=pb.PackedImages(
-            data=images.tobytes(), count=len(images), height=28, width=28)), timeout=30)
+        return classifier_pb2_grpc.ClassifierStub(channel).Classify(
+            pb.ClassifyRequest(packed=pb.PackedImages(data=images.tobytes(), count=len(images), height=28, width=28)),
+            timeout=30,
+        )
 
 
 def assert_same_answers(response: pb.ClassifyResponse, expected: dict) -> None:
     assert [p.label for p in response.predictions] == expected["classes"].tolist()
-    np.testing.assert_allclose([p.probabilities for p in response.predictions], expected["probabilities"],
-                               atol=1e-5)
+    np.testing.assert_allclose([p.probabilities for p in response.predictions], expected["probabilities"], atol=1e-5)
 
 
 def runtimes_served(server) -> dict[str, float]:
@@ -47,14 +49,17 @@ def runtimes_served(server) -> dict[str, float]:
     return {dict(labels)["runtime"]: value for (name, labels), value in samples.items() if name == RUNTIME_INFO}
 
 
-@pytest.mark.parametrize("runtime, shown", [("litert", "litert"), ("tensorflow", "tensorflow"),
-                                            ("auto", "litert+tensorflow")])
-def test_every_runtime_answers_as_the_saved_model_at_small_and_large_batches(start_server, exported_model,
-                                                                           reference, runtime, shown):
+@pytest.mark.parametrize(
+    "runtime, shown", [("litert", "litert"), ("tensorflow", "tensorflow"), ("auto", "litert+tensorflow")]
+)
+def test_every_runtime_answers_as_the_saved_model_at_small_and_large_batches(
+    start_server, exported_model, reference, runtime, shown
+):
     images, expected = reference
     # auto's switch at 8 images: the single image goes to LiteRT, the batch of 100 to TensorFlow
-    with start_server(["--model-dir", str(exported_model), "--runtime", runtime,
-                       "--litert-max-batch-size", "8"]) as server:
+    with start_server(
+        ["--model-dir", str(exported_model), "--runtime", runtime, "--litert-max-batch-size", "8"]
+    ) as server:
         assert runtimes_served(server) == {shown: 1.0}
         assert_same_answers(classify(server.target, images[:1]), {k: v[:1] for k, v in expected.items()})
         assert_same_answers(classify(server.target, images), expected)
@@ -76,14 +81,13 @@ def wait_for(condition, timeout: float = 30.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-def test_litert_rejects_a_version_without_model_tflite_and_keeps_serving_the_older_one(start_server,
-                                                                                      model_base_path):
+def test_litert_rejects_a_version_without_model_tflite_and_keeps_serving_the_older_one(start_server, model_base_path):
     assert (model_base_path / "1" / "model.tflite").is_file()  # the trainer exports it
-    with start_server(["--model-dir", str(model_base_path), "--runtime", "litert",
-                       "--poll-interval", "0.2"]) as server:
+    with start_server(["--model-dir", str(model_base_path), "--runtime", "litert", "--poll-interval", "0.2"]) as server:
         copy_without_tflite(model_base_path / "1", model_base_path / "2")
-        wait_for(lambda: metric(scrape_metrics(server.http_url), "mnist_serving_model_loads_total",
-                                outcome="failure") == 1)
+        wait_for(
+            lambda: metric(scrape_metrics(server.http_url), "mnist_serving_model_loads_total", outcome="failure") == 1
+        )
         assert f"{model_base_path / '2'} has no model.tflite" in server.log_text()
         images, _ = synthetic_arrays(3, seed=3)
         assert classify(server.target, images).model_version == 1
@@ -108,12 +112,15 @@ def test_litert_serves_only_a_model_tflite_proven_at_export(start_server, model_
     (altered / "model.tflite").write_bytes(bytes(data))
     with start_server(["--model-dir", str(model_base_path), "--runtime", "litert"]) as server:
         assert classify(server.target, synthetic_arrays(1, seed=5)[0]).model_version == 1
-        assert (f"{altered / 'model.tflite'} is not proven equal to the SavedModel: its SHA-256 differs"
-                in server.log_text())
+        assert (
+            f"{altered / 'model.tflite'} is not proven equal to the SavedModel: its SHA-256 differs"
+            in server.log_text()
+        )
 
 
 def test_auto_checks_litert_against_the_saved_model_and_keeps_tensorflow_when_they_disagree(
-        start_server, model_base_path):
+    start_server, model_base_path
+):
     import tensorflow as tf
 
     # the converter's known trap on this export: a model without its weights, answering NaN

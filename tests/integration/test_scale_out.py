@@ -2,6 +2,7 @@
 (deploy/nginx/templates/default.conf.template, upstreams pointed at loopback ports), in front of three
 real mnist-server processes, called with the real client.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ def _upstream_lines(text: str, variable: str, ports: list[int]) -> str:
     assert upstream, f"the template lost its `server ${{{variable}}} ...;` line"
     indent, params = upstream.groups()
     lines = "\n".join(f"{indent}server {HOST}:{port}{params};" for port in ports)
-    return text[:upstream.start()] + lines + text[upstream.end():]
+    return text[: upstream.start()] + lines + text[upstream.end() :]
 
 
 def render_lb_config(upstream_ports: list[int], listen: str, http_ports: list[int], http_listen: str) -> str:
@@ -80,8 +81,12 @@ http {{
         self.log_path = workdir / "nginx.out"
 
     def check(self) -> subprocess.CompletedProcess:
-        return subprocess.run([self.binary(), "-t", "-p", str(self.workdir), "-c", str(self.workdir / "nginx.conf")],
-                              capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            [self.binary(), "-t", "-p", str(self.workdir), "-c", str(self.workdir / "nginx.conf")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     @staticmethod
     def binary() -> str:
@@ -89,12 +94,15 @@ http {{
         assert Path(path).exists(), "Debian's nginx is missing: make system-deps"
         return path
 
-    def __enter__(self) -> "Nginx":
+    def __enter__(self) -> Nginx:
         checked = self.check()
         assert checked.returncode == 0, checked.stderr
         with open(self.log_path, "ab") as log:  # append: the access log (O_APPEND) shares the file
-            self.proc = subprocess.Popen([self.binary(), "-p", str(self.workdir), "-c",
-                                          str(self.workdir / "nginx.conf")], stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [self.binary(), "-p", str(self.workdir), "-c", str(self.workdir / "nginx.conf")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -116,8 +124,11 @@ def classify_calls_served(server: ServerProcess) -> float:
     assert status == 200
     total = 0.0
     for line in body.splitlines():
-        if line.startswith("mnist_serving_requests_total{") and f'method="{CLASSIFY_METHOD}"' in line \
-                and 'code="OK"' in line:
+        if (
+            line.startswith("mnist_serving_requests_total{")
+            and f'method="{CLASSIFY_METHOD}"' in line
+            and 'code="OK"' in line
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -138,8 +149,9 @@ def replicas(exported_model):
 @pytest.fixture(scope="module")
 def load_balancer(replicas, tmp_path_factory):
     port, http_port = free_port(), free_port()
-    config = render_lb_config([s.port for s in replicas], f"{HOST}:{port}",
-                              [s.http_port for s in replicas], f"{HOST}:{http_port}")
+    config = render_lb_config(
+        [s.port for s in replicas], f"{HOST}:{port}", [s.http_port for s in replicas], f"{HOST}:{http_port}"
+    )
     with Nginx(config, tmp_path_factory.mktemp("nginx"), port) as nginx:
         nginx.http_port = http_port
         deadline = time.monotonic() + 20
@@ -165,7 +177,13 @@ def test_rendered_config_is_what_the_template_says():
     assert "listen 127.0.0.1:9999 http2;" in text
     assert "listen 127.0.0.1:9998;" in text
     assert re.findall(r"server 127\.0\.0\.1:(\d+) max_fails=1 fail_timeout=5s;", text) == [
-        "1001", "1002", "1003", "2001", "2002", "2003"]
+        "1001",
+        "1002",
+        "1003",
+        "2001",
+        "2002",
+        "2003",
+    ]
 
 
 def test_calls_through_nginx_reach_every_replica(replicas, load_balancer):
@@ -180,11 +198,14 @@ def test_calls_through_nginx_reach_every_replica(replicas, load_balancer):
 
 def test_http_requests_through_nginx_reach_every_replica(replicas, load_balancer):
     """The REST APIs and the page behind the same balancer, on its HTTP port."""
+
     def predicted(server: ServerProcess) -> float:
         body = http_get(server.http_url + "/metrics")[1]
-        return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-                   if line.startswith("mnist_serving_http_requests_total{") and ":predict" in line
-                   and 'status="200"' in line)
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line.startswith("mnist_serving_http_requests_total{") and ":predict" in line and 'status="200"' in line
+        )
 
     before = [predicted(s) for s in replicas]
     body = json.dumps({"instances": digits(2).tolist()}).encode()
@@ -218,6 +239,7 @@ def test_losing_a_replica_mid_load_costs_no_call(replicas, load_balancer, sig):
         back_by = time.monotonic() + 30
         while classify_calls_served(victim) == 0 and time.monotonic() < back_by:
             client.classify(digits(4))
+
         def one_call(_):
             nonlocal done
             try:
@@ -239,13 +261,16 @@ def test_losing_a_replica_mid_load_costs_no_call(replicas, load_balancer, sig):
     try:
         assert victim_served and victim_served[0] > 0, "the replica got no calls before it went"
         assert victim.proc.wait(30) == (-signal.SIGKILL if sig == signal.SIGKILL else 0)
-        assert failures == [], (f"{len(failures)} of {calls} calls failed, first: {failures[0]!r}\n"
-                                f"{load_balancer.log_text()[-3000:]}")
+        assert failures == [], (
+            f"{len(failures)} of {calls} calls failed, first: {failures[0]!r}\n{load_balancer.log_text()[-3000:]}"
+        )
         survivors = [classify_calls_served(s) for s in (replicas[0], replicas[2])]
         assert all(n > 0 for n in survivors), survivors
         cut = len(re.findall(r'" 204 .* upstream_status=502', load_balancer.log_text()[log_start:]))
-        print(f"{calls} calls in {elapsed:.1f} s through nginx, replica {sig.name}, 0 failed "
-              f"({cut} attempts cut by the replica's death, retried by the client)")
+        print(
+            f"{calls} calls in {elapsed:.1f} s through nginx, replica {sig.name}, 0 failed "
+            f"({cut} attempts cut by the replica's death, retried by the client)"
+        )
     finally:
         victim.stop()
         victim.start()  # for the next test (even after a failure), on the same ports nginx knows
@@ -260,7 +285,7 @@ class DyingReplica:
         self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self) -> "DyingReplica":
+    def __enter__(self) -> DyingReplica:
         self.thread.start()
         return self
 
@@ -305,16 +330,21 @@ def test_a_call_cut_by_a_dying_replica_is_retried_by_the_client(tmp_path):
                     time.sleep(0.1)
             errors: list[ClientError] = []
             with MnistClient(f"{HOST}:{port}", timeout=10) as client:  # DEFAULT_RETRIES
+
                 def one_call(_):
                     with pytest.raises(ClientError) as raised:
                         client.classify(digits(1))
                     errors.append(raised.value)
+
                 with ThreadPoolExecutor(calls) as pool:  # the retries' back-off waits overlap
                     list(pool.map(one_call, range(calls), timeout=120))
             log = nginx.log_text()
     assert [e.code for e in errors] == [grpc.StatusCode.UNAVAILABLE] * calls, errors
     assert all("no replica could answer the call" in e.details for e in errors), errors
-    attempts = re.findall(r'"POST /mnist_serving\.v1\.Classifier/Classify HTTP/2\.0" (\d+) .*'
-                          r'upstream_status=(\S+)', log)
+    attempts = re.findall(
+        r'"POST /mnist_serving\.v1\.Classifier/Classify HTTP/2\.0" (\d+) .*'
+        r"upstream_status=(\S+)",
+        log,
+    )
     # Every attempt failed as UNAVAILABLE (never an HTTP 502) and the client made all of each call's.
     assert attempts == [("204", "502")] * ((1 + DEFAULT_RETRIES) * calls), log[-3000:]

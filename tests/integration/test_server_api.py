@@ -3,6 +3,7 @@ for what needs a real export: answers equal to the export called directly, the e
 the runtime a real server picks, a script calling it by reflection. Status codes, messages and the
 rest of the protocol mapping run in-process against a fake model: tests/unit/test_inprocess_server_api.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,9 @@ import json
 import grpc
 import numpy as np
 import pytest
+
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-
 from tests.support.fake_model import SIGNATURE as FAKE_SIGNATURE
 from tests.support.server_process import served_runtime
 from tests.support.synthetic import synthetic_arrays
@@ -32,8 +33,9 @@ def stub(channel):
 
 
 def packed(images: np.ndarray, **fields) -> pb.ClassifyRequest:
-    return pb.ClassifyRequest(packed=pb.PackedImages(data=images.tobytes(), count=len(images),
-                                                     height=28, width=28), **fields)
+    return pb.ClassifyRequest(
+        packed=pb.PackedImages(data=images.tobytes(), count=len(images), height=28, width=28), **fields
+    )
 
 
 def test_answers_match_the_exported_model_called_directly(stub, exported_model):
@@ -60,7 +62,8 @@ def test_model_info_describes_the_served_export(stub, exported_model):
     labels = (exported_model / "1" / "assets" / "labels.txt").read_text().split()
     assert list(info.class_names) == labels
     assert json.loads(info.metadata_json) == json.loads(
-        (exported_model / "1" / "assets.extra" / "metadata.json").read_text())
+        (exported_model / "1" / "assets.extra" / "metadata.json").read_text()
+    )
     assert info.device == "cpu" and info.max_batch_size == 256  # --max-batch-size default
     assert info.runtime == served_runtime()
     same = stub.GetModelInfo(pb.GetModelInfoRequest(model=pb.ModelSpec(name="mnist", version=1)), timeout=10)
@@ -76,8 +79,12 @@ def test_reflection_is_enough_to_call_the_api_without_proto_files(server):
 
     script = Path(__file__).resolve().parents[2] / "server" / "scripts" / "grpc_call.py"
     body = json.dumps({"images": [{"pixels": base64.b64encode(bytes(784)).decode()}]})
-    result = subprocess.run([sys.executable, str(script), server.target, f"{SERVICE}/Classify", body],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(script), server.target, f"{SERVICE}/Classify", body],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout)
     assert reply["modelName"] == "mnist" and len(reply["predictions"][0]["probabilities"]) == 10

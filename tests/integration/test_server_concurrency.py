@@ -1,11 +1,12 @@
 """Many concurrent clients, each must get the answers for its own images (shared server)."""
+
 from __future__ import annotations
 
 import asyncio
 
 import numpy as np
-from mnist_client import AsyncMnistClient, MnistClient
 
+from mnist_client import AsyncMnistClient, MnistClient
 from tests.support.server_process import metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
 
@@ -28,7 +29,7 @@ def test_concurrent_clients_each_get_their_own_answers(server):
     async def run_all():
         clients = [AsyncMnistClient(server.target, timeout=30) for _ in range(CLIENTS)]
         try:
-            return await asyncio.gather(*(clients[c].classify(images[s:s + n]) for c, s, n in requests))
+            return await asyncio.gather(*(clients[c].classify(images[s : s + n]) for c, s, n in requests))
         finally:
             await asyncio.gather(*(c.close() for c in clients))
 
@@ -42,10 +43,12 @@ def test_concurrent_clients_each_get_their_own_answers(server):
             np.testing.assert_allclose(prediction.probabilities, reference.probabilities, atol=1e-5)
 
     images_sent = sum(n for _, _, n in requests)
-    batched_images = (metric(after, "mnist_serving_batch_size_sum", model="mnist")
-                      - metric(before, "mnist_serving_batch_size_sum", model="mnist"))
-    batches = (metric(after, "mnist_serving_batch_size_count", model="mnist")
-               - metric(before, "mnist_serving_batch_size_count", model="mnist"))
+    batched_images = metric(after, "mnist_serving_batch_size_sum", model="mnist") - metric(
+        before, "mnist_serving_batch_size_sum", model="mnist"
+    )
+    batches = metric(after, "mnist_serving_batch_size_count", model="mnist") - metric(
+        before, "mnist_serving_batch_size_count", model="mnist"
+    )
     assert batched_images == images_sent
     assert batches < len(requests)  # requests from different clients shared model calls
 
@@ -55,6 +58,7 @@ def test_one_connection_with_hundreds_of_calls_in_flight_gets_no_refusal(server)
     A per-connection stream limit below that (the old default, 256) refused some with
     UNAVAILABLE "RST_STREAM with error code 7" (REFUSED_STREAM) instead of queueing them."""
     import grpc
+
     from mnist_serving.v1 import classifier_pb2 as pb
     from mnist_serving.v1 import classifier_pb2_grpc
 
@@ -70,6 +74,7 @@ def test_one_connection_with_hundreds_of_calls_in_flight_gets_no_refusal(server)
                     return "OK"
                 except grpc.aio.AioRpcError as exc:
                     return f"{exc.code().name}: {exc.details()}"
+
             outcomes = []
             for _ in range(3):
                 outcomes += await asyncio.gather(*(one() for _ in range(400)))

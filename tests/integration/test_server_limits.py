@@ -1,6 +1,7 @@
 """Overload and deadlines on a private server whose model takes one image per call, so a big
 request keeps the queue full long enough to observe (no timing assertions: only codes and counts).
 """
+
 from __future__ import annotations
 
 import time
@@ -8,9 +9,9 @@ import time
 import grpc
 import numpy as np
 import pytest
+
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-
 from tests.support.server_process import ServerProcess, metric, scrape_metrics
 
 QUEUE = 1024
@@ -24,11 +25,20 @@ def packed(count: int) -> pb.ClassifyRequest:
 
 @pytest.fixture(scope="module")
 def slow_server(exported_model):
-    flags = ["--model-dir", str(exported_model), "--max-batch-size", "1", "--max-queue-images", str(QUEUE),
-             "--max-images-per-request", str(BIG),
-             # TensorFlow's ~1 ms per batch-1 call keeps the queue full long enough to observe;
-             # LiteRT (the default for small batches) would clear it in ~0.1 s
-             "--runtime", "tensorflow"]
+    flags = [
+        "--model-dir",
+        str(exported_model),
+        "--max-batch-size",
+        "1",
+        "--max-queue-images",
+        str(QUEUE),
+        "--max-images-per-request",
+        str(BIG),
+        # TensorFlow's ~1 ms per batch-1 call keeps the queue full long enough to observe;
+        # LiteRT (the default for small batches) would clear it in ~0.1 s
+        "--runtime",
+        "tensorflow",
+    ]
     with ServerProcess(flags) as server:
         yield server
 

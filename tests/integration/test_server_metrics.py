@@ -1,11 +1,12 @@
 """/metrics, /healthz and /readyz over HTTP; counters move by exactly what was sent (shared server)."""
+
 from __future__ import annotations
 
 import grpc
 import pytest
+
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-
 from tests.support.server_process import http_get, metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
 
@@ -22,19 +23,24 @@ def test_counters_move_by_the_right_amounts(server):
     with grpc.insecure_channel(server.target) as channel:
         stub = classifier_pb2_grpc.ClassifierStub(channel)
         for i in range(5):
-            chunk = images[3 * i:3 * i + 3]
-            stub.Classify(pb.ClassifyRequest(packed=pb.PackedImages(
-                data=chunk.tobytes(), count=3, height=28, width=28)), timeout=10)
-        for bad in (pb.ClassifyRequest(), pb.ClassifyRequest(model=pb.ModelSpec(name="other"),
-                                                             images=[pb.Image(pixels=bytes(784))])):
+            chunk = images[3 * i : 3 * i + 3]
+            stub.Classify(
+                pb.ClassifyRequest(packed=pb.PackedImages(data=chunk.tobytes(), count=3, height=28, width=28)),
+                timeout=10,
+            )
+        for bad in (
+            pb.ClassifyRequest(),
+            pb.ClassifyRequest(model=pb.ModelSpec(name="other"), images=[pb.Image(pixels=bytes(784))]),
+        ):
             with pytest.raises(grpc.RpcError):
                 stub.Classify(bad, timeout=10)
     after = scrape_metrics(server.http_url)
     assert delta(before, after, "mnist_serving_requests_total", method=CLASSIFY, model="mnist", code="OK") == 5
-    assert delta(before, after, "mnist_serving_requests_total", method=CLASSIFY, model="mnist",
-                 code="INVALID_ARGUMENT") == 1
-    assert delta(before, after, "mnist_serving_requests_total", method=CLASSIFY, model="none",
-                 code="NOT_FOUND") == 1
+    assert (
+        delta(before, after, "mnist_serving_requests_total", method=CLASSIFY, model="mnist", code="INVALID_ARGUMENT")
+        == 1
+    )
+    assert delta(before, after, "mnist_serving_requests_total", method=CLASSIFY, model="none", code="NOT_FOUND") == 1
     assert delta(before, after, "mnist_serving_request_latency_seconds_count", method=CLASSIFY) == 7
     assert delta(before, after, "mnist_serving_request_latency_seconds_sum", method=CLASSIFY) > 0
     assert delta(before, after, "mnist_serving_images_total", model="mnist") == 15
@@ -56,11 +62,20 @@ def test_every_metric_has_the_prefix_and_a_help_text(server):
     assert status == 200
     ours = [line for line in text.splitlines() if line.startswith("# HELP mnist_serving_")]
     names = {line.split()[2] for line in ours}
-    assert {"mnist_serving_requests_total", "mnist_serving_request_latency_seconds",
-            "mnist_serving_images_total", "mnist_serving_queue_wait_seconds", "mnist_serving_batch_size",
-            "mnist_serving_compute_seconds", "mnist_serving_queue_depth", "mnist_serving_inflight_requests",
-            "mnist_serving_model_version", "mnist_serving_model_loads_total",
-            "mnist_serving_model_load_seconds", "mnist_serving_requests_dropped_total"} <= names
+    assert {
+        "mnist_serving_requests_total",
+        "mnist_serving_request_latency_seconds",
+        "mnist_serving_images_total",
+        "mnist_serving_queue_wait_seconds",
+        "mnist_serving_batch_size",
+        "mnist_serving_compute_seconds",
+        "mnist_serving_queue_depth",
+        "mnist_serving_inflight_requests",
+        "mnist_serving_model_version",
+        "mnist_serving_model_loads_total",
+        "mnist_serving_model_load_seconds",
+        "mnist_serving_requests_dropped_total",
+    } <= names
 
 
 def test_health_endpoints(server):

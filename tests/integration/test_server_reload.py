@@ -1,5 +1,6 @@
 """Hot reload on a private server over a writable copy of the export: new versions are served
 while clients keep calling, broken ones are rejected while the old one keeps serving."""
+
 from __future__ import annotations
 
 import shutil
@@ -11,9 +12,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-
 from tests.support.server_process import ServerProcess, metric, scrape_metrics
 
 POLL = ["--poll-interval", "0.2"]
@@ -28,8 +29,9 @@ def publish(base: Path, version: int, source: Path | None = None) -> None:
 
 def request(version: int = 0) -> pb.ClassifyRequest:
     image = np.random.default_rng(version).integers(0, 256, (1, 28, 28), dtype=np.uint8)
-    return pb.ClassifyRequest(model=pb.ModelSpec(version=version), packed=pb.PackedImages(
-        data=image.tobytes(), count=1, height=28, width=28))
+    return pb.ClassifyRequest(
+        model=pb.ModelSpec(version=version), packed=pb.PackedImages(data=image.tobytes(), count=1, height=28, width=28)
+    )
 
 
 class CallingClients:
@@ -114,8 +116,7 @@ def test_broken_version_is_rejected_and_the_old_one_keeps_serving(model_base_pat
         clients = CallingClients(server.target, threads=2)
         try:
             deadline = time.monotonic() + 30
-            while metric(scrape_metrics(server.http_url), "mnist_serving_model_loads_total",
-                         outcome="failure") < 1:
+            while metric(scrape_metrics(server.http_url), "mnist_serving_model_loads_total", outcome="failure") < 1:
                 assert time.monotonic() < deadline, "the broken version was never tried"
                 time.sleep(0.05)
             clients.wait_for_version(1)

@@ -1,6 +1,7 @@
 """A version copied into the base path file by file (as `cp -r`, `kubectl cp` or a sync job do, with
 no dot-directory and rename) on a real server: while it is incomplete the server says it is still
 being written, counts no failure, and serves it once it is complete."""
+
 from __future__ import annotations
 
 import shutil
@@ -28,13 +29,14 @@ def copy_file_by_file(source: Path, dest: Path) -> None:
     step = len(data) // CHUNKS + 1
     with (dest / weights.relative_to(source)).open("wb") as out:
         for start in range(0, len(data), step):
-            out.write(data[start:start + step])
+            out.write(data[start : start + step])
             out.flush()
             time.sleep(CHUNK_PAUSE_S)
 
 
 def test_a_version_copied_file_by_file_is_served_once_complete_and_never_counted_as_failed(
-        model_base_path, exported_model):
+    model_base_path, exported_model
+):
     with ServerProcess(["--model-dir", str(model_base_path), "--poll-interval", str(POLL_S)]) as server:
         copy_file_by_file(exported_model / "1", model_base_path / "2")
         deadline = time.monotonic() + WAIT_S
@@ -46,8 +48,9 @@ def test_a_version_copied_file_by_file_is_served_once_complete_and_never_counted
     assert metric(samples, "mnist_serving_model_loads_total", outcome="failure") == 0, log[-3000:]
     assert metric(samples, "mnist_serving_model_loads_total", outcome="success") == 2
     # Served from the complete files, LiteRT's model.tflite included.
-    assert metric(samples, "mnist_serving_model_runtime_info", model="mnist", version="2",
-                  runtime=served_runtime()) == 1
+    assert (
+        metric(samples, "mnist_serving_model_runtime_info", model="mnist", version="2", runtime=served_runtime()) == 1
+    )
     assert "model mnist: version 2 not served yet (cannot load SavedModel" in log  # it was seen incomplete
     assert "model mnist: version 2 is still being written; looking again at the next scan" in log
     assert " ERROR mnist_server" not in log and "rejected" not in log

@@ -1,5 +1,6 @@
 """SIGTERM under load: health goes NOT_SERVING and /readyz 503 first, every accepted call is
 answered, new calls are refused cleanly (UNAVAILABLE), and the process exits 0."""
+
 from __future__ import annotations
 
 import queue
@@ -10,9 +11,9 @@ import time
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-
 from tests.support.server_process import ServerProcess, http_get, metric, scrape_metrics
 
 BIG = 2000  # at 8 images per model call: a drain long enough to watch

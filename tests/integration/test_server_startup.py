@@ -1,6 +1,7 @@
 """Start-up and multi-model behaviour of the real process: no model yet (UNAVAILABLE, not ready,
 then ready when a version appears), --device gpu without a GPU, several models, and a model
 that raises on one input (INTERNAL for that request only)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,15 +13,17 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-
 from tests.support.server_process import ServerProcess, http_get
 
 
 def packed(images: np.ndarray, model: str = "") -> pb.ClassifyRequest:
-    return pb.ClassifyRequest(model=pb.ModelSpec(name=model), packed=pb.PackedImages(
-        data=images.tobytes(), count=len(images), height=28, width=28))
+    return pb.ClassifyRequest(
+        model=pb.ModelSpec(name=model),
+        packed=pb.PackedImages(data=images.tobytes(), count=len(images), height=28, width=28),
+    )
 
 
 def wait_http(server: ServerProcess, path: str, status: int, timeout: float = 60) -> None:
@@ -50,8 +53,10 @@ def test_no_version_yet_is_unavailable_until_one_appears(tmp_path, exported_mode
             with pytest.raises(grpc.RpcError) as info:
                 stub.Classify(packed(np.zeros((1, 28, 28), np.uint8)), timeout=10)
             assert info.value.code() is grpc.StatusCode.UNAVAILABLE
-            assert info.value.details() == (f"model 'mnist' is unavailable: no version loaded yet "
-                                            f"(no version directory with a SavedModel in {base})")
+            assert info.value.details() == (
+                f"model 'mnist' is unavailable: no version loaded yet "
+                f"(no version directory with a SavedModel in {base})"
+            )
 
             shutil.copytree(exported_model / "1", base / ".tmp-1")
             (base / ".tmp-1").rename(base / "1")
@@ -85,11 +90,9 @@ def write_faulty_model(base: Path) -> Path:
     class Faulty(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.uint8, name="images")])
         def serve(self, images):
-            tf.debugging.assert_less(tf.reduce_max(images[:, 0, 0]), tf.constant(255, tf.uint8),
-                                     message="poison pixel")
+            tf.debugging.assert_less(tf.reduce_max(images[:, 0, 0]), tf.constant(255, tf.uint8), message="poison pixel")
             logits = tf.cast(tf.reshape(images, [-1, 784])[:, 100:110], tf.float32)
-            return {"probabilities": tf.nn.softmax(logits),
-                    "classes": tf.argmax(logits, axis=1), "logits": logits}
+            return {"probabilities": tf.nn.softmax(logits), "classes": tf.argmax(logits, axis=1), "logits": logits}
 
     module = Faulty()
     tf.saved_model.save(module, str(base / "1"), signatures={"serving_default": module.serve})
@@ -99,8 +102,16 @@ def write_faulty_model(base: Path) -> Path:
 def test_several_models_and_a_model_error_fails_only_its_request(tmp_path, exported_model):
     faulty = write_faulty_model(tmp_path / "faulty")
     # the faulty export is a SavedModel whose graph raises: run the SavedModel at every batch size
-    flags = ["--model", f"mnist={exported_model}", "--model", f"faulty={faulty}", "--batch-timeout-ms", "20",
-             "--runtime", "tensorflow"]
+    flags = [
+        "--model",
+        f"mnist={exported_model}",
+        "--model",
+        f"faulty={faulty}",
+        "--batch-timeout-ms",
+        "20",
+        "--runtime",
+        "tensorflow",
+    ]
     with ServerProcess(flags) as server, grpc.insecure_channel(server.target) as channel:
         stub = classifier_pb2_grpc.ClassifierStub(channel)
         assert stub.Classify(packed(np.zeros((1, 28, 28), np.uint8)), timeout=10).model_name == "mnist"

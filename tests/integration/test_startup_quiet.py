@@ -1,6 +1,7 @@
 """A server start prints our log, not TensorFlow's C++ start-up chatter: on a machine without a GPU
 that chatter includes `failed call to cuInit ... (303)` at ERROR level, which alerts and people
 read as a fault although `--device auto` is working as meant."""
+
 from __future__ import annotations
 
 import time

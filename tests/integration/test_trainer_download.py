@@ -1,9 +1,10 @@
 """Downloading missing dataset files: a real HTTP server on 127.0.0.1 plays the public mirrors."""
+
 from __future__ import annotations
 
 import functools
-import os
 import http.server
+import os
 import shutil
 import socket
 import subprocess
@@ -103,8 +104,9 @@ def test_every_mirror_failing_names_the_file_and_where_to_put_it(tmp_path, mirro
     with pytest.raises(DataMissingError) as info:
         ensure_files(data_dir, spec, (f"{url}/tampered/",))
     message = str(info.value)
-    assert message.startswith(f"{TRAIN_IMAGES} is missing: put the file at {data_dir / TRAIN_IMAGES} "
-                              f"(md5 {spec.md5[TRAIN_IMAGES]})")
+    assert message.startswith(
+        f"{TRAIN_IMAGES} is missing: put the file at {data_dir / TRAIN_IMAGES} (md5 {spec.md5[TRAIN_IMAGES]})"
+    )
     assert "md5" in message and "also missing: train-labels-idx1-ubyte.gz" in message
     assert list(data_dir.iterdir()) == []  # the rejected download is not kept
 
@@ -114,12 +116,27 @@ def test_cli_rejects_files_that_are_not_the_published_mnist(tmp_path, mirror_roo
     source, _ = synthetic_files
     _serve(www, "mnist", source)  # synthetic files: well-formed, but not the md5 MNIST publishes
     result = subprocess.run(
-        [sys.executable, "-m", "mnist_trainer", "--data-dir", tmp_path / "data", "--model-dir", tmp_path / "models",
-         "--mirror", f"{url}/mnist/"], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "mnist_trainer",
+            "--data-dir",
+            tmp_path / "data",
+            "--model-dir",
+            tmp_path / "models",
+            "--mirror",
+            f"{url}/mnist/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"mnist-trainer: error: {TRAIN_IMAGES} is missing: put the file at "
-                           f"{tmp_path / 'data' / TRAIN_IMAGES} (md5 {MNIST.md5[TRAIN_IMAGES]})")
+    assert last.startswith(
+        f"mnist-trainer: error: {TRAIN_IMAGES} is missing: put the file at "
+        f"{tmp_path / 'data' / TRAIN_IMAGES} (md5 {MNIST.md5[TRAIN_IMAGES]})"
+    )
     assert f"expected {MNIST.md5[TRAIN_IMAGES]}" in last
     assert list((tmp_path / "models").iterdir()) == []
 
@@ -128,7 +145,11 @@ def test_cli_offline_error_and_mirror_list_from_environment(tmp_path, closed_por
     env = {**os.environ, MIRRORS_ENV: closed_port_url}
     result = subprocess.run(
         [sys.executable, "-m", "mnist_trainer", "--data-dir", tmp_path / "data", "--model-dir", tmp_path / "models"],
-        capture_output=True, text=True, timeout=120, env=env)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert f"put the file at {tmp_path / 'data' / TRAIN_IMAGES}" in last

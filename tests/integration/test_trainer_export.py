@@ -1,4 +1,5 @@
 """The real trainer CLI on small synthetic data: what it exports, and how it fails on bad input."""
+
 from __future__ import annotations
 
 import gzip
@@ -16,13 +17,24 @@ from mnist_trainer.datasets import FASHION_MNIST, TEST_IMAGES, TEST_LABELS, TRAI
 from mnist_trainer.idx import read_idx, write_idx
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-METADATA_KEYS = {"dataset", "model", "class_names", "hyperparameters", "test_accuracy", "per_class_accuracy",
-                 "training_seconds", "seed", "trainer_version", "created"}
+METADATA_KEYS = {
+    "dataset",
+    "model",
+    "class_names",
+    "hyperparameters",
+    "test_accuracy",
+    "per_class_accuracy",
+    "training_seconds",
+    "seed",
+    "trainer_version",
+    "created",
+}
 
 
 def trainer(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mnist_trainer", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_trainer", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
 
 
 # Runs in a fresh interpreter that imports nothing but TensorFlow and numpy: proves the export is
@@ -52,14 +64,21 @@ def test_export_runs_in_bare_tensorflow_and_has_learned(exported_model, syntheti
     images = read_idx(synthetic_data_dir / TEST_IMAGES)
     labels = read_idx(synthetic_data_dir / TEST_LABELS)
     np.save(tmp_path / "images.npy", images)
-    result = subprocess.run([sys.executable, "-c", BARE_TENSORFLOW_CHECK, str(exported_model / "1"),
-                             str(tmp_path / "images.npy")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", BARE_TENSORFLOW_CHECK, str(exported_model / "1"), str(tmp_path / "images.npy")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["project_code_loaded"] is False
     assert out["input"] == ["uint8", [None, 28, 28]]
-    assert out["outputs"] == {"probabilities": ["float32", [None, 10]], "classes": ["int64", [None]],
-                              "logits": ["float32", [None, 10]]}
+    assert out["outputs"] == {
+        "probabilities": ["float32", [None, 10]],
+        "classes": ["int64", [None]],
+        "logits": ["float32", [None, 10]],
+    }
     classes, probabilities, logits = (np.array(out[k]) for k in ("classes", "probabilities", "logits"))
     assert classes.shape == (500,) and probabilities.shape == logits.shape == (500, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -85,16 +104,27 @@ def test_export_layout_labels_and_metadata(exported_model):
 
 def test_second_export_is_version_2_same_seed_same_weights_with_report(model_base_path, synthetic_data_dir):
     # The same flags as the `exported_model` fixture, this time with the report.
-    result = trainer("--data-dir", synthetic_data_dir, "--model-dir", model_base_path,
-                     "--steps", 150, "--batch-size", 64, "--seed", 1, "--log-every", 50)
+    result = trainer(
+        "--data-dir",
+        synthetic_data_dir,
+        "--model-dir",
+        model_base_path,
+        "--steps",
+        150,
+        "--batch-size",
+        64,
+        "--seed",
+        1,
+        "--log-every",
+        50,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in model_base_path.iterdir()) == ["1", "2"]
     assert "step 50/150" in result.stdout and "images/s" in result.stdout and "exported version 2" in result.stdout
     weights = "variables/variables.data-00000-of-00001"
     assert (model_base_path / "1" / weights).read_bytes() == (model_base_path / "2" / weights).read_bytes()
     report = model_base_path / "2" / "report"
-    pngs = ["confusion_matrix.png", "misclassified.png", "conv1_filters.png", "conv1_outputs.png",
-            "conv2_outputs.png"]
+    pngs = ["confusion_matrix.png", "misclassified.png", "conv1_filters.png", "conv1_outputs.png", "conv2_outputs.png"]
     for name in pngs:
         data = (report / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 5000, name
@@ -112,8 +142,18 @@ def test_skip_if_exists_is_a_no_op(model_base_path, synthetic_data_dir):
 
 def test_linear_model_on_fashion_mnist_names(tmp_path, synthetic_data_dir):
     base = tmp_path / "fashion"
-    result = trainer("--data-dir", synthetic_data_dir, "--model-dir", base, "--dataset", "fashion-mnist",
-                     "--model", "linear", "--steps", 200)
+    result = trainer(
+        "--data-dir",
+        synthetic_data_dir,
+        "--model-dir",
+        base,
+        "--dataset",
+        "fashion-mnist",
+        "--model",
+        "linear",
+        "--steps",
+        200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (base / "1" / "assets" / "labels.txt").read_text().splitlines() == list(FASHION_MNIST.class_names)
     metadata = json.loads((base / "1" / "assets.extra" / "metadata.json").read_text())
@@ -153,9 +193,25 @@ def test_bad_data_file_one_error_line_nothing_exported(breaker, tmp_path, synthe
 
 def test_sigterm_while_training_exports_nothing(tmp_path, synthetic_data_dir):
     base = tmp_path / "models"
-    proc = subprocess.Popen([sys.executable, "-m", "mnist_trainer", "--data-dir", str(synthetic_data_dir),
-                             "--model-dir", str(base), "--steps", "1000000", "--log-every", "1", "--no-report"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mnist_trainer",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--model-dir",
+            str(base),
+            "--steps",
+            "1000000",
+            "--log-every",
+            "1",
+            "--no-report",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for line in proc.stdout:  # wait until it is really training
             if "step 1/1000000" in line:

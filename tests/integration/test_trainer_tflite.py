@@ -1,4 +1,5 @@
 """The trainer's model.tflite: exported beside saved_model.pb, proven equal to it, or nothing is published."""
+
 from __future__ import annotations
 
 import json
@@ -62,6 +63,7 @@ def test_linear_model_exports_a_proven_model_tflite(tmp_path, synthetic_data_dir
 
 # verify() on the real exported model: the SavedModel's answers as reference, then deliberately wrong ones.
 
+
 @pytest.fixture(scope="module")
 def proof_inputs(exported_model, test_images):
     version = exported_model / "1"
@@ -85,10 +87,13 @@ def _shift_probabilities(ref):
     return ref
 
 
-@pytest.mark.parametrize("perturb, message", [
-    (_flip_class_17, r"classes differ on 1 of 500 test images \(first: image 17, class \d, the SavedModel's \d\)"),
-    (_shift_probabilities, r"probabilities differ by up to 0\.001, more than 1e-05"),
-])
+@pytest.mark.parametrize(
+    "perturb, message",
+    [
+        (_flip_class_17, r"classes differ on 1 of 500 test images \(first: image 17, class \d, the SavedModel's \d\)"),
+        (_shift_probabilities, r"probabilities differ by up to 0\.001, more than 1e-05"),
+    ],
+)
 def test_verify_names_what_differs(proof_inputs, test_images, perturb, message):
     data, reference, signature = proof_inputs
     wrong = perturb({k: v.copy() for k, v in reference.items()})
@@ -104,11 +109,17 @@ def test_verify_catches_the_from_saved_model_trap(exported_model, proof_inputs, 
         verify(data, test_images, reference, signature)
 
 
-@pytest.mark.parametrize("output, spec, message", [
-    ("classes", ("int32", (-1,)), r"model\.tflite's classes is int64 \[-1\], the SavedModel's int32 \[-1\]"),
-    ("scores", ("float32", (-1, 10)),
-     r"model\.tflite has the signatures .*'outputs': \['classes', 'logits', 'probabilities'\]"),
-])
+@pytest.mark.parametrize(
+    "output, spec, message",
+    [
+        ("classes", ("int32", (-1,)), r"model\.tflite's classes is int64 \[-1\], the SavedModel's int32 \[-1\]"),
+        (
+            "scores",
+            ("float32", (-1, 10)),
+            r"model\.tflite has the signatures .*'outputs': \['classes', 'logits', 'probabilities'\]",
+        ),
+    ],
+)
 def test_verify_checks_the_signature(proof_inputs, test_images, output, spec, message):
     data, reference, signature = proof_inputs
     other = {"inputs": signature["inputs"], "outputs": {**signature["outputs"], output: spec}}
@@ -119,7 +130,7 @@ def test_verify_checks_the_signature(proof_inputs, test_images, output, spec, me
 def test_verify_rejects_a_truncated_file(proof_inputs, test_images):
     data, reference, signature = proof_inputs
     with pytest.raises(ExportError, match="model.tflite does not load in ai-edge-litert"):
-        verify(data[:len(data) // 2], test_images, reference, signature)
+        verify(data[: len(data) // 2], test_images, reference, signature)
 
 
 def test_a_failed_proof_publishes_nothing(tmp_path, exported_model, proof_inputs, test_images):
@@ -128,9 +139,14 @@ def test_a_failed_proof_publishes_nothing(tmp_path, exported_model, proof_inputs
 
     def write(reference):
         def write_version(staging):  # what job.write_version does, with the SavedModel already trained
-            shutil.copytree(exported_model / "1", staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
-                "model.tflite", "assets.extra"))
+            shutil.copytree(
+                exported_model / "1",
+                staging,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("model.tflite", "assets.extra"),
+            )
             write_tflite(staging, test_images, reference, threads=1)
+
         return write_version
 
     with pytest.raises(ExportError, match="classes differ on 1 of 500"):

@@ -6,6 +6,7 @@ Digits are drawn with W3C input actions (mouse, pen and touch pointers), as a pe
 nothing here downloads a browser or a driver (the driver's path is given, so Selenium Manager
 never runs). scripts/screenshot_page.py reuses the helpers below.
 """
+
 from __future__ import annotations
 
 import io
@@ -42,9 +43,12 @@ WAIT_S = 20
 
 # ---------- digits as strokes on the 280x280 canvas (each stroke: a list of (x, y)) ----------
 
+
 def _arc(cx, cy, rx, ry, start_deg, end_deg, steps):
-    return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
-            for a in (start_deg + (end_deg - start_deg) * i / steps for i in range(steps + 1))]
+    return [
+        (cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
+        for a in (start_deg + (end_deg - start_deg) * i / steps for i in range(steps + 1))
+    ]
 
 
 def _line(a, b, steps):
@@ -55,14 +59,16 @@ DIGITS = {
     # a bar and a slanted stem, as most people write it
     7: [_line((75, 65), (205, 65), 8) + _line((205, 65), (120, 225), 10)[1:]],
     # an arc over the top, a diagonal down to the left, a flat base
-    2: [_arc(140, 105, 58, 48, 200, 370, 10) + _line((197, 118), (82, 222), 9)[1:]
-        + _line((82, 222), (208, 222), 8)[1:]],
+    2: [
+        _arc(140, 105, 58, 48, 200, 370, 10) + _line((197, 118), (82, 222), 9)[1:] + _line((82, 222), (208, 222), 8)[1:]
+    ],
     # an upright oval, closed
     0: [_arc(140, 140, 62, 92, -90, 275, 24)],
 }
 
 
 # ---------- the browser ----------
+
 
 @contextmanager
 def chromium(width: int = 1200, height: int = 900, *, phone: bool = False):
@@ -71,23 +77,37 @@ def chromium(width: int = 1200, height: int = 900, *, phone: bool = False):
     their own frame); `phone` also emulates a mobile device: the viewport meta tag, touch."""
     for path in (CHROMIUM, CHROMEDRIVER):
         if not os.access(path, os.X_OK):
-            pytest.fail(f"{path} is missing: run `bash scripts/install-system-deps.sh` (Debian's chromium "
-                        "and chromium-driver)")
+            pytest.fail(
+                f"{path} is missing: run `bash scripts/install-system-deps.sh` (Debian's chromium and chromium-driver)"
+            )
     profile = tempfile.mkdtemp(prefix="mnist-page-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-default-apps", "--disable-extensions", "--force-device-scale-factor=1",
-                 f"--window-size={width},{height}", f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--force-device-scale-factor=1",
+        f"--window-size={width},{height}",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         driver.set_page_load_timeout(WAIT_S)
         driver.set_script_timeout(WAIT_S)
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                               {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": phone})
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": phone},
+        )
         if phone:
             driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
         yield driver
@@ -100,15 +120,17 @@ def open_page(driver, url: str) -> None:
     driver.get(url)
     WebDriverWait(driver, WAIT_S).until(
         lambda d: d.execute_script("return document.body.dataset.ready === 'true'"),
-        "the page did not finish loading the model list")
+        "the page did not finish loading the model list",
+    )
 
 
 def draw(driver, strokes, kind: str = interaction.POINTER_MOUSE) -> None:
     """Draws `strokes` (canvas-buffer coordinates) with one pointer of `kind`: mouse, pen or touch."""
     canvas = driver.find_element(By.ID, "canvas")
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
-    rect = driver.execute_script("const r = arguments[0].getBoundingClientRect();"
-                                 "return {w: r.width, h: r.height};", canvas)
+    rect = driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect();return {w: r.width, h: r.height};", canvas
+    )
     scale_x, scale_y = rect["w"] / CANVAS_SIDE, rect["h"] / CANVAS_SIDE
 
     def offset(point):  # W3C actions with an element origin are relative to its centre
@@ -133,6 +155,7 @@ def clear(driver) -> None:
 def wait_answer(driver, model: str | None = None) -> dict:
     """Waits for the final answer (the live region's text comes only once a drawing is finished)
     and returns what the page shows."""
+
     def shown(d):
         info = d.execute_script("""
             const r = document.getElementById('results');
@@ -148,6 +171,7 @@ def wait_answer(driver, model: str | None = None) -> dict:
         if info["label"] is None or not info["announce"] or info["busy"]:
             return False
         return info if model is None or info["model"] == model else False
+
     try:
         return WebDriverWait(driver, WAIT_S).until(shown)
     except TimeoutException:
@@ -165,6 +189,7 @@ def requested_urls(driver) -> list[str]:
 
 
 # ---------- the server ----------
+
 
 @pytest.fixture(scope="module")
 def trained_models(mnist_dir, tmp_path_factory) -> dict[str, Path]:
@@ -184,8 +209,9 @@ def trained_models(mnist_dir, tmp_path_factory) -> dict[str, Path]:
 def page_server(trained_models):
     from tests.support.server_process import ServerProcess
 
-    with ServerProcess(["--model-dir", str(trained_models["mnist"]),
-                        "--model", f"linear={trained_models['linear']}"]) as proc:
+    with ServerProcess(
+        ["--model-dir", str(trained_models["mnist"]), "--model", f"linear={trained_models['linear']}"]
+    ) as proc:
         yield proc
 
 
@@ -298,8 +324,12 @@ def test_the_page_asks_nothing_of_another_origin(page_server, browser):
     origin = urlsplit(page_server.http_url)
     # asked while drawing, and once more for the finished digit: at least two for one stroke
     assert sum(urlsplit(u).path == "/api/v1/classify" for u in urls) >= 2, urls
-    foreign = [u for u in urls if urlsplit(u).scheme not in ("data", "blob")
-               and (urlsplit(u).scheme, urlsplit(u).netloc) != (origin.scheme, origin.netloc)]
+    foreign = [
+        u
+        for u in urls
+        if urlsplit(u).scheme not in ("data", "blob")
+        and (urlsplit(u).scheme, urlsplit(u).netloc) != (origin.scheme, origin.netloc)
+    ]
     assert foreign == []
     entries = browser.execute_script("return performance.getEntries().map(e => e.name)")
     assert all(not n.startswith("http") or n.startswith(page_server.http_url) for n in entries), entries
@@ -312,8 +342,9 @@ def test_a_phone_sized_window_shows_canvas_and_answer_without_sideways_scrolling
         assert (width, height) == (390, 844)
         assert phone.execute_script("return document.documentElement.scrollWidth") <= width
         canvas = phone.find_element(By.ID, "canvas")
-        box = phone.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.right, r.width];",
-                                   canvas)
+        box = phone.execute_script(
+            "const r = arguments[0].getBoundingClientRect(); return [r.left, r.right, r.width];", canvas
+        )
         assert box[0] >= 0 and box[1] <= width and box[2] >= 250
         assert canvas.value_of_css_property("touch-action") == "none"
         draw(phone, DIGITS[7], interaction.POINTER_TOUCH)
@@ -336,29 +367,32 @@ def test_the_keyboard_reaches_every_control_in_order(page_server, browser):
     assert reached == ["clear", "choose", "model"], reached
     # the focused control is visibly outlined
     ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
-    outline = browser.execute_script("const s = getComputedStyle(document.activeElement);"
-                                     "return [document.activeElement.id, s.outlineStyle, s.outlineWidth];")
+    outline = browser.execute_script(
+        "const s = getComputedStyle(document.activeElement);"
+        "return [document.activeElement.id, s.outlineStyle, s.outlineWidth];"
+    )
     assert outline[0] == "choose" and outline[1] == "solid" and outline[2] != "0px", outline
     # Clear works from the keyboard
     draw(browser, DIGITS[7])
     wait_answer(browser)
     browser.find_element(By.ID, "clear").send_keys(Keys.ENTER)
-    WebDriverWait(browser, WAIT_S).until(
-        lambda d: d.find_element(By.ID, "results").get_attribute("data-label") is None)
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_element(By.ID, "results").get_attribute("data-label") is None)
 
 
 def test_a_token_is_asked_for_kept_in_the_tab_and_sent(trained_models, tmp_path, start_server):
     tokens = tmp_path / "tokens"
     tokens.write_text("page-secret-token-0123\n")
-    with start_server(["--model-dir", str(trained_models["mnist"]), "--auth-token-file", str(tokens)]) as server, \
-            chromium() as driver:
+    with (
+        start_server(["--model-dir", str(trained_models["mnist"]), "--auth-token-file", str(tokens)]) as server,
+        chromium() as driver,
+    ):
         driver.get(server.http_url + "/")
         token_input = WebDriverWait(driver, WAIT_S).until(
-            lambda d: d.find_element(By.ID, "token") if d.find_element(By.ID, "token").is_displayed() else False)
+            lambda d: d.find_element(By.ID, "token") if d.find_element(By.ID, "token").is_displayed() else False
+        )
         token_input.send_keys("wrong")
         token_input.send_keys(Keys.ENTER)
-        WebDriverWait(driver, WAIT_S).until(
-            lambda d: "refused the token" in d.find_element(By.ID, "token-reason").text)
+        WebDriverWait(driver, WAIT_S).until(lambda d: "refused the token" in d.find_element(By.ID, "token-reason").text)
         token_input = driver.find_element(By.ID, "token")
         token_input.send_keys("page-secret-token-0123")
         token_input.send_keys(Keys.ENTER)
@@ -380,7 +414,8 @@ def test_api_errors_are_shown_in_the_page(page_server, browser, tmp_path):
     clear(browser)
     draw(browser, DIGITS[7])
     error = WebDriverWait(browser, WAIT_S).until(
-        lambda d: d.find_element(By.ID, "error").text if d.find_element(By.ID, "error").is_displayed() else False)
+        lambda d: d.find_element(By.ID, "error").text if d.find_element(By.ID, "error").is_displayed() else False
+    )
     assert "no-such-model" in error
     # a file that is no image: said in the page, nothing sent
     bad = tmp_path / "not-an-image.png"

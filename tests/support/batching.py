@@ -1,5 +1,6 @@
 """The batcher's test doubles: a fake model that a test can hold busy, an observer that records,
 a clock a test moves by hand (tests/unit/test_batcher*.py). No TensorFlow, no sockets."""
+
 from __future__ import annotations
 
 import asyncio
@@ -72,15 +73,15 @@ class FakeClock:
         return self.now
 
 
-
 def items(*values, width=3):
     """One item per value: a row of `width` copies of it."""
     return np.array([[v] * width for v in values], dtype=np.int64)
 
 
 def make(model, executor, **overrides):
-    options = dict(max_batch_size=4, batch_timeout_s=0.0, max_queue_images=100, executor=executor,
-                   observer=RecordingObserver())
+    options = dict(
+        max_batch_size=4, batch_timeout_s=0.0, max_queue_images=100, executor=executor, observer=RecordingObserver()
+    )
     options.update(overrides)
     return Batcher(model, **options)
 
@@ -124,8 +125,9 @@ class TimingObserver(BatchObserver):
         self.computes.append(compute_s)
 
 
-async def closed_loop(batcher, callers: int, rounds: int, value: int = 1, think_s: float = 0.05,
-                      seed: int = 0) -> list[float]:
+async def closed_loop(
+    batcher, callers: int, rounds: int, value: int = 1, think_s: float = 0.05, seed: int = 0
+) -> list[float]:
     """`callers` clients each sending one image, then after a random pause (up to `think_s`, also
     before the first) the next once answered, `rounds` times: arrivals spread in time, as from
     independent clients. Returns every request's latency (submit to answer)."""

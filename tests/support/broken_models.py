@@ -8,6 +8,7 @@
 - `truncate_variables`: a copy whose variables file lost its second half (a disk that filled up).
 TensorFlow is imported inside the functions so that importing this module stays cheap.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -63,4 +64,4 @@ def truncate_variables(version_dir: Path) -> None:
     assert shards, f"no variables data under {version_dir}"
     for shard in shards:
         data = shard.read_bytes()
-        shard.write_bytes(data[:len(data) // 2])
+        shard.write_bytes(data[: len(data) // 2])

@@ -4,6 +4,7 @@ the wire, so anything a client library would refuse to build can still be tried.
 Each case states the exact status code and a fragment of the message that names the problem;
 after it, the same protocol must still answer a good request with the right labels.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,8 +16,10 @@ import numpy as np
 from PIL import Image
 
 # Big enough for the 78 MB "100,000 images" request: the server must be the one to refuse it.
-CHANNEL_OPTIONS = [("grpc.max_send_message_length", 200 * 1024 * 1024),
-                   ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 200 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,9 @@ def send(channel: grpc.Channel, case: Case, timeout: float = 30) -> grpc.RpcErro
 def assert_refused(channel: grpc.Channel, case: Case) -> None:
     outcome = send(channel, case)
     assert isinstance(outcome, grpc.RpcError), f"{case.id}: the server accepted it"
-    assert (outcome.code(), case.message in (outcome.details() or "")) == (case.code, True), \
+    assert (outcome.code(), case.message in (outcome.details() or "")) == (case.code, True), (
         f"{case.id}: got {outcome.code().name} {outcome.details()!r}, expected {case.code.name} ~ {case.message!r}"
+    )
 
 
 def encode(pixels: np.ndarray, fmt: str, **options) -> bytes:

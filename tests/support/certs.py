@@ -8,6 +8,7 @@
 
 A second, unrelated CA signs `rogue_client_*`: a well-formed client certificate the server must refuse.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -37,15 +38,20 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _certificate(subject: str, key, issuer_name: x509.Name, issuer_key, *, ca: bool,
-                 usage=None, hosts: tuple[str, ...] = ()) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder()
-               .subject_name(_name(subject)).issuer_name(issuer_name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+def _certificate(
+    subject: str, key, issuer_name: x509.Name, issuer_key, *, ca: bool, usage=None, hosts: tuple[str, ...] = ()
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if usage is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     if hosts:
@@ -60,8 +66,9 @@ def _write(directory: Path, stem: str, cert: x509.Certificate, key=None) -> tupl
     if key is None:
         return str(cert_path), None
     key_path = directory / f"{stem}.key"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(cert_path), str(key_path)
 
 
@@ -75,19 +82,29 @@ def make_pki(directory: Path) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     ca_key, ca = _authority("mnist-serving test CA")
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server = _certificate("localhost", server_key, ca.subject, ca_key, ca=False,
-                          usage=ExtendedKeyUsageOID.SERVER_AUTH, hosts=("127.0.0.1", "localhost"))
+    server = _certificate(
+        "localhost",
+        server_key,
+        ca.subject,
+        ca_key,
+        ca=False,
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        hosts=("127.0.0.1", "localhost"),
+    )
     client_key = ec.generate_private_key(ec.SECP256R1())
-    client = _certificate("test-client", client_key, ca.subject, ca_key, ca=False,
-                          usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    client = _certificate(
+        "test-client", client_key, ca.subject, ca_key, ca=False, usage=ExtendedKeyUsageOID.CLIENT_AUTH
+    )
     rogue_ca_key, rogue_ca = _authority("someone else's CA")
     rogue_key = ec.generate_private_key(ec.SECP256R1())
-    rogue = _certificate("test-client", rogue_key, rogue_ca.subject, rogue_ca_key, ca=False,
-                         usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    rogue = _certificate(
+        "test-client", rogue_key, rogue_ca.subject, rogue_ca_key, ca=False, usage=ExtendedKeyUsageOID.CLIENT_AUTH
+    )
     ca_cert, _ = _write(directory, "ca", ca)
     server_cert, server_key_path = _write(directory, "server", server, server_key)
     client_cert, client_key_path = _write(directory, "client", client, client_key)
     rogue_ca_cert, _ = _write(directory, "rogue-ca", rogue_ca)
     rogue_cert, rogue_key_path = _write(directory, "rogue-client", rogue, rogue_key)
-    return Pki(ca_cert, server_cert, server_key_path, client_cert, client_key_path,
-               rogue_ca_cert, rogue_cert, rogue_key_path)
+    return Pki(
+        ca_cert, server_cert, server_key_path, client_cert, client_key_path, rogue_ca_cert, rogue_cert, rogue_key_path
+    )

@@ -12,37 +12,57 @@ another class. `logits` and `probabilities` follow from the class; the probabili
 The signature (names, dtypes, shapes) and the SignatureDef are what the trainer exports
 (tests/integration/test_compat_tfserving.py and test_server_api.py check them against a real export).
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-from mnist_server.model import (LABELS_FILE, METADATA_FILE, METHOD_NAME, SIGNATURE_KEY, DeviceChoice, LoadedModel,
-                                SignatureDescription, TensorDescription)
+
+from mnist_server.model import (
+    LABELS_FILE,
+    METADATA_FILE,
+    METHOD_NAME,
+    SIGNATURE_KEY,
+    DeviceChoice,
+    LoadedModel,
+    SignatureDescription,
+    TensorDescription,
+)
 
 RUNTIME_NAME = "fake"
 CLASS_NAMES = tuple(str(digit) for digit in range(10))
 SIGNATURE = SignatureDescription(
-    SIGNATURE_KEY, METHOD_NAME,
+    SIGNATURE_KEY,
+    METHOD_NAME,
     inputs=(TensorDescription("images", "uint8", (-1, 28, 28)),),
     # sorted by name, as runtime_tensorflow describes a SavedModel's outputs
-    outputs=(TensorDescription("classes", "int64", (-1,)),
-             TensorDescription("logits", "float32", (-1, 10)),
-             TensorDescription("probabilities", "float32", (-1, 10))))
+    outputs=(
+        TensorDescription("classes", "int64", (-1,)),
+        TensorDescription("logits", "float32", (-1, 10)),
+        TensorDescription("probabilities", "float32", (-1, 10)),
+    ),
+)
 # The SavedModel's tensor names (TF Serving's GetModelMetadata shows them).
-TENSOR_NAMES = {"images": "serving_default_images:0", "classes": "StatefulPartitionedCall:0",
-                "logits": "StatefulPartitionedCall:1", "probabilities": "StatefulPartitionedCall:2"}
+TENSOR_NAMES = {
+    "images": "serving_default_images:0",
+    "classes": "StatefulPartitionedCall:0",
+    "logits": "StatefulPartitionedCall:1",
+    "probabilities": "StatefulPartitionedCall:2",
+}
 METADATA = {
     "dataset": "mnist",
     "model": "fake",
     "class_names": list(CLASS_NAMES),
     "image_preparation": "mnist-digit",
-    "signature": {"name": SIGNATURE_KEY, "inputs": {"images": "uint8 [-1, 28, 28]"},
-                  "outputs": {"probabilities": "float32 [-1, 10]", "classes": "int64 [-1]",
-                              "logits": "float32 [-1, 10]"}},
+    "signature": {
+        "name": SIGNATURE_KEY,
+        "inputs": {"images": "uint8 [-1, 28, 28]"},
+        "outputs": {"probabilities": "float32 [-1, 10]", "classes": "int64 [-1]", "logits": "float32 [-1, 10]"},
+    },
 }
 _WEIGHTS = (np.arange(28 * 28) * 7 % 11 + 1).astype(np.int64)  # not symmetric in row and column
 
@@ -94,9 +114,13 @@ def signature_def() -> bytes:
     dtypes = {"uint8": types_pb2.DT_UINT8, "int64": types_pb2.DT_INT64, "float32": types_pb2.DT_FLOAT}
 
     def info(tensor: TensorDescription) -> meta_graph_pb2.TensorInfo:
-        return meta_graph_pb2.TensorInfo(name=TENSOR_NAMES[tensor.name], dtype=dtypes[tensor.dtype],
-                                         tensor_shape=tensor_shape_pb2.TensorShapeProto(
-                                             dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in tensor.shape]))
+        return meta_graph_pb2.TensorInfo(
+            name=TENSOR_NAMES[tensor.name],
+            dtype=dtypes[tensor.dtype],
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in tensor.shape]
+            ),
+        )
 
     result = meta_graph_pb2.SignatureDef(method_name=METHOD_NAME)
     for tensor in SIGNATURE.inputs:
@@ -106,8 +130,9 @@ def signature_def() -> bytes:
     return result.SerializeToString(deterministic=True)
 
 
-def write_fake_versions(base_path: Path, versions: tuple[int, ...] = (1,), *, class_names=CLASS_NAMES,
-                        metadata: dict | None = None) -> Path:
+def write_fake_versions(
+    base_path: Path, versions: tuple[int, ...] = (1,), *, class_names=CLASS_NAMES, metadata: dict | None = None
+) -> Path:
     """Version directories the server's repository accepts (a placeholder saved_model.pb, the
     trainer's labels.txt and metadata.json) for `fake_loader` to "load"; returns base_path."""
     for version in versions:
@@ -116,18 +141,23 @@ def write_fake_versions(base_path: Path, versions: tuple[int, ...] = (1,), *, cl
         (path / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
         (path / "saved_model.pb").write_bytes(b"not a SavedModel: served by tests/support/fake_model.py")
         (path / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names), "utf-8")
-        (path / METADATA_FILE).write_text(json.dumps({**METADATA, "class_names": list(class_names),
-                                                      **(metadata or {})}, indent=2), "utf-8")
+        (path / METADATA_FILE).write_text(
+            json.dumps({**METADATA, "class_names": list(class_names), **(metadata or {})}, indent=2), "utf-8"
+        )
     return Path(base_path)
 
 
-def fake_loader(compute_s: float = 0.0, inline_max_batch: int = 0,
-                ) -> Callable[[str, int, Path, DeviceChoice], LoadedModel]:
+def fake_loader(
+    compute_s: float = 0.0,
+    inline_max_batch: int = 0,
+) -> Callable[[str, int, Path, DeviceChoice], LoadedModel]:
     """A loader for ModelServer/ModelRepository: each version directory's labels and metadata are
     read and checked by the real LoadedModel.load, around a FakeRuntime."""
     definition = signature_def()
 
     def load(name: str, version: int, path: Path, device: DeviceChoice) -> LoadedModel:
-        return LoadedModel.load(name, version, path, device, FakeRuntime(compute_s, inline_max_batch),
-                                signature_def=definition)
+        return LoadedModel.load(
+            name, version, path, device, FakeRuntime(compute_s, inline_max_batch), signature_def=definition
+        )
+
     return load

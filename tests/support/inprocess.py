@@ -12,6 +12,7 @@ without the environment); the base path holds fake versions (default: version 1 
 What needs the real process (signals, exit codes, TensorFlow/LiteRT numerics, real exports on disk)
 stays with ServerProcess (server_process.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,19 +20,25 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from mnist_server.app import ModelServer
 from mnist_server.config import Settings, parse_settings
-
 from tests.support.fake_model import fake_loader, write_fake_versions
 from tests.support.server_process import HOST, free_port
 
 
 class InProcessServer:
-    def __init__(self, flags: list[str] | tuple[str, ...] = (), *, versions: tuple[int, ...] = (1,),
-                 base_path: Path | None = None, loader: Callable | None = None, ready_timeout: float = 10.0):
+    def __init__(
+        self,
+        flags: list[str] | tuple[str, ...] = (),
+        *,
+        versions: tuple[int, ...] = (1,),
+        base_path: Path | None = None,
+        loader: Callable | None = None,
+        ready_timeout: float = 10.0,
+    ):
         self.flags = list(flags)
         self.versions = versions
         self.base_path = base_path
@@ -55,7 +62,7 @@ class InProcessServer:
     def http_url(self) -> str:
         return f"{'https' if '--tls-cert' in self.flags else 'http'}://{HOST}:{self.http_port}"
 
-    def __enter__(self) -> "InProcessServer":
+    def __enter__(self) -> InProcessServer:
         self.start()
         return self
 
@@ -66,8 +73,20 @@ class InProcessServer:
         if self.base_path is None:
             self._tmp = tempfile.mkdtemp(prefix="inprocess-models-")
             self.base_path = write_fake_versions(Path(self._tmp) / "mnist", self.versions)
-        self.settings = parse_settings(["--model-dir", str(self.base_path), "--host", HOST, "--port", str(self.port),
-                                        "--http-port", str(self.http_port), *self.flags], environ={})
+        self.settings = parse_settings(
+            [
+                "--model-dir",
+                str(self.base_path),
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+                "--http-port",
+                str(self.http_port),
+                *self.flags,
+            ],
+            environ={},
+        )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="inprocess-server", daemon=True)
         self._thread.start()
@@ -90,8 +109,10 @@ class InProcessServer:
         deadline = time.monotonic() + self.ready_timeout
         while not server.core.ready:  # the first poll loads the versions (a few ms for the fake)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"in-process server not ready within {self.ready_timeout}s: "
-                                   f"{[server.core.version_statuses(name) for name in server.core.model_names]}")
+                raise TimeoutError(
+                    f"in-process server not ready within {self.ready_timeout}s: "
+                    f"{[server.core.version_statuses(name) for name in server.core.model_names]}"
+                )
             await asyncio.sleep(0.005)
         return server
 

@@ -8,6 +8,7 @@
 It waits until /readyz answers 200 (bounded; the server's log is in the failure message) and
 always kills the process on exit.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,9 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
 
 
 class ServerProcess:
-    def __init__(self, flags: list[str], env: dict | None = None, *, ready_timeout: float = 90.0,
-                 wait_ready: bool = True):
+    def __init__(
+        self, flags: list[str], env: dict | None = None, *, ready_timeout: float = 90.0, wait_ready: bool = True
+    ):
         self.flags = list(flags)
         self.env = env
         self.ready_timeout = ready_timeout
@@ -81,7 +83,7 @@ class ServerProcess:
             return self._final_log
         return Path(self._log_file.name).read_text(errors="replace")
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         self.start()
         return self
 
@@ -90,8 +92,18 @@ class ServerProcess:
 
     def start(self) -> None:
         self._log_file = tempfile.NamedTemporaryFile(prefix="mnist-server-", suffix=".log", delete=False)
-        cmd = [sys.executable, "-m", "mnist_server", "--host", HOST, "--port", str(self.port),
-               "--http-port", str(self.http_port), *self.flags]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mnist_server",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--http-port",
+            str(self.http_port),
+            *self.flags,
+        ]
         env = {**os.environ, **(self.env or {})}
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
         if self.wait_ready:
@@ -105,8 +117,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mnist-server exited with {self.proc.returncode} before it was ready:\n"
-                                   f"{self.log_text()[-6000:]}")
+                raise RuntimeError(
+                    f"mnist-server exited with {self.proc.returncode} before it was ready:\n{self.log_text()[-6000:]}"
+                )
             try:
                 if http_get(self.http_url + "/readyz", timeout=1.0)[0] == 200:
                     return
@@ -124,8 +137,9 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise TimeoutError(f"mnist-server did not exit within {timeout}s after {sig!r}:\n"
-                               f"{self.log_text()[-6000:]}") from None
+            raise TimeoutError(
+                f"mnist-server did not exit within {timeout}s after {sig!r}:\n{self.log_text()[-6000:]}"
+            ) from None
 
     def stop(self) -> None:
         """Always leaves no process behind."""
@@ -148,12 +162,14 @@ def scrape_metrics(http_url: str) -> dict[tuple[str, tuple], float]:
 
     status, text = http_get(http_url + "/metrics")
     assert status == 200, f"/metrics answered {status}"
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def metric(samples: dict, name: str, **labels: str) -> float:
     """Sum of the samples called `name` whose labels include `labels` (0 when none)."""
     wanted = set(labels.items())
-    return sum(value for (sample_name, items), value in samples.items()
-               if sample_name == name and wanted <= set(items))
+    return sum(value for (sample_name, items), value in samples.items() if sample_name == name and wanted <= set(items))

@@ -5,6 +5,7 @@ must learn the shape, not memorise one picture. The files have MNIST's names and
 trainer's own IDX writer; pass `--dataset fashion-mnist` to the trainer to get clothing class names on the
 same files.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Helpers shared by the static checks of deploy/ (tests/unit/test_*config*.py, test_grafana_*.py)."""
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,12 @@ def promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess:
 
 def server_metric_names() -> set[str]:
     """Every sample name the server can expose, from its own registry."""
-    suffixes = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_sum", "_count", "_created"],
-                "gauge": [""], "summary": ["", "_sum", "_count", "_created"]}
+    suffixes = {
+        "counter": ["_total", "_created"],
+        "histogram": ["_bucket", "_sum", "_count", "_created"],
+        "gauge": [""],
+        "summary": ["", "_sum", "_count", "_created"],
+    }
     names = set()
     for family in ServerMetrics().registry.collect():
         names.update(family.name + s for s in suffixes.get(family.type, [""]))

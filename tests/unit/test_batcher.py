@@ -3,6 +3,7 @@
 A gate lets a test hold the (fake) model busy, so it decides exactly what is queued when the
 next batch forms. Where batches are computed and when they wait for company: test_batcher_policies.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +20,6 @@ from tests.support.batching import BOUND, FakeClock, FakeModel, RecordingObserve
 def executor():
     with ThreadPoolExecutor(1) as pool:
         yield pool
-
 
 
 def test_each_request_gets_its_own_outputs_in_order(executor):

@@ -1,5 +1,6 @@
 """Batcher policies with a fake model: small batches on the event loop's thread, the adaptive wait
 for company, concurrent batches. No timed assertions: a fake clock and a held model decide."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +16,6 @@ from tests.support.batching import FakeClock, FakeModel, items, make, run
 def executor():
     with ThreadPoolExecutor(1) as pool:
         yield pool
-
 
 
 def test_small_batches_run_on_the_event_loop_thread_larger_ones_on_the_executor(executor):

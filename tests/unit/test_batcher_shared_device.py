@@ -1,5 +1,6 @@
 """Several batchers on one device (as a server serving two models): fake models that sleep a known
 time, many concurrent callers. Assertions compare counts, ratios and sums, with wide margins."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,8 +10,17 @@ import pytest
 
 from mnist_server.device_slots import DeviceSlots
 from mnist_server.errors import BatcherClosed, ModelFailure
-from tests.support.batching import (FakeClock, FakeModel, RecordingObserver, SleepingModel, TimingObserver,
-                                    closed_loop, items, make, run)
+from tests.support.batching import (
+    FakeClock,
+    FakeModel,
+    RecordingObserver,
+    SleepingModel,
+    TimingObserver,
+    closed_loop,
+    items,
+    make,
+    run,
+)
 
 MODEL_S = 0.1
 
@@ -23,8 +33,10 @@ def test_compute_time_recorded_is_the_models_own_not_its_wait_for_the_device():
     async def scenario():
         with ThreadPoolExecutor(2) as pool:
             slots = DeviceSlots(2)  # one server: its worker threads, its slots
-            batchers = [make(model, pool, max_batch_size=32, observer=observer, slots=slots)
-                        for model, observer in zip(models, observers)]
+            batchers = [
+                make(model, pool, max_batch_size=32, observer=observer, slots=slots)
+                for model, observer in zip(models, observers)
+            ]
             await asyncio.gather(*(closed_loop(b, callers=8, rounds=6) for b in batchers))
             await asyncio.gather(*(b.close() for b in batchers))
 
@@ -43,8 +55,10 @@ def _mean_batch(models: int, callers: int) -> float:
     async def scenario():
         with ThreadPoolExecutor(2) as pool:
             slots = DeviceSlots(2)
-            batchers = [make(SleepingModel(MODEL_S), pool, max_batch_size=32, observer=observer, slots=slots)
-                        for observer in observers]
+            batchers = [
+                make(SleepingModel(MODEL_S), pool, max_batch_size=32, observer=observer, slots=slots)
+                for observer in observers
+            ]
             await asyncio.gather(*(closed_loop(b, callers=callers, rounds=8, seed=i) for i, b in enumerate(batchers)))
             await asyncio.gather(*(b.close() for b in batchers))
 
@@ -88,8 +102,8 @@ def test_a_quiet_model_is_not_starved_by_a_flooded_one(threads):
     a_batches_before_b = []
     for index, event in enumerate(log):
         if event == ("submit", "b"):
-            following = log[index + 1:]
-            a_batches_before_b.append(following[:following.index(("start", "b"))].count(("start", "a")))
+            following = log[index + 1 :]
+            a_batches_before_b.append(following[: following.index(("start", "b"))].count(("start", "a")))
     # 0 each, but for B arriving just as a slot frees (first come then); in arrival order (FIFO
     # between batchers) it would be 1 each, and a starved B would see most of A's batches start
     assert sum(a_batches_before_b) <= 2, a_batches_before_b

@@ -1,4 +1,5 @@
 """The README's performance headline is what the last benchmark results say (benchmarks/headline.py)."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The load tester's parts: run settings, payloads, per-worker bookkeeping, the merged report."""
+
 from __future__ import annotations
 
 from array import array
@@ -21,14 +22,17 @@ def test_duration_defaults_to_ten_seconds_and_excludes_requests():
         BenchConfig("t", duration=1, requests=5)
 
 
-@pytest.mark.parametrize("kwargs, problem", [
-    (dict(concurrency=0), "concurrency must be at least 1"),
-    (dict(batch=0), "batch must be at least 1"),
-    (dict(rate=0), "rate must be positive"),
-    (dict(duration=-1), "duration must be positive"),
-    (dict(warmup=-1), "warmup must not be negative"),
-    (dict(concurrency=2, processes=3), "cannot exceed concurrency"),
-])
+@pytest.mark.parametrize(
+    "kwargs, problem",
+    [
+        (dict(concurrency=0), "concurrency must be at least 1"),
+        (dict(batch=0), "batch must be at least 1"),
+        (dict(rate=0), "rate must be positive"),
+        (dict(duration=-1), "duration must be positive"),
+        (dict(warmup=-1), "warmup must not be negative"),
+        (dict(concurrency=2, processes=3), "cannot exceed concurrency"),
+    ],
+)
 def test_bad_settings_are_refused(kwargs, problem):
     with pytest.raises(ValueError, match=problem):
         BenchConfig("t", **kwargs)
@@ -99,9 +103,15 @@ def test_recorder_in_count_mode_stops_after_the_quota():
 
 
 def _worker(latencies_s, errors, warm_end=100.0, last_end=102.0, sent=None):
-    return {"latencies": array("d", latencies_s).tobytes(), "errors": errors,
-            "measured": len(latencies_s) + sum(errors.values()), "sent": sent or len(latencies_s),
-            "last_end": last_end, "warm_end": warm_end, "cpu_s": 0.5}
+    return {
+        "latencies": array("d", latencies_s).tobytes(),
+        "errors": errors,
+        "measured": len(latencies_s) + sum(errors.values()),
+        "sent": sent or len(latencies_s),
+        "last_end": last_end,
+        "warm_end": warm_end,
+        "cpu_s": 0.5,
+    }
 
 
 def test_summary_merges_workers():

@@ -1,4 +1,5 @@
 """Channel settings: the retry/health service config, limits, TLS and token options."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,14 @@ import grpc
 import pytest
 
 from mnist_client import ClientError, TlsConfig
-from mnist_client.channel import (MAX_MESSAGE_BYTES, SERVICE, auth_metadata, channel_options,
-                                  default_target, service_config)
+from mnist_client.channel import (
+    MAX_MESSAGE_BYTES,
+    SERVICE,
+    auth_metadata,
+    channel_options,
+    default_target,
+    service_config,
+)
 from mnist_client.errors import code_from_number
 
 

@@ -1,5 +1,6 @@
 """`mnist-client classify FILE...` against a stand-in client: every good file is answered, every bad
 one named with its reason, blank images flagged (the real server: tests/integration/test_cli.py)."""
+
 from __future__ import annotations
 
 import io
@@ -31,13 +32,23 @@ class FakeClient:
         images = images if isinstance(images, list) else [images]
         for index, data in enumerate(images):
             if not data.startswith(b"\x89PNG"):
-                raise ClientError(grpc.StatusCode.INVALID_ARGUMENT,
-                                  f"image {index}: not a PNG or JPEG image (unrecognised format)")
+                raise ClientError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"image {index}: not a PNG or JPEG image (unrecognised format)"
+                )
         return [Prediction(8, "8", (0.1,) * 8 + (0.2, 0.0), 1) for _ in images]
 
     def model_info(self, version=0):
-        return ModelInfo("mnist", 1, (1,), (-1, 28, 28), "uint8", tuple("0123456789"), "cpu", 64,
-                         {"image_preparation": "mnist-digit"})
+        return ModelInfo(
+            "mnist",
+            1,
+            (1,),
+            (-1, 28, 28),
+            "uint8",
+            tuple("0123456789"),
+            "cpu",
+            64,
+            {"image_preparation": "mnist-digit"},
+        )
 
 
 def test_every_good_file_is_answered_and_every_bad_one_named(tmp_path, capsys):

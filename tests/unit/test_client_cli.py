@@ -1,4 +1,5 @@
 """The CLI's argument handling (commands that reach a server are in tests/integration)."""
+
 from __future__ import annotations
 
 import pytest
@@ -39,8 +40,22 @@ def test_classify_says_what_to_give(capsys, tmp_path):
 
 def test_connection_options_also_work_after_the_command(monkeypatch):
     monkeypatch.setenv("MNIST_CLIENT_TARGET", "from.env:1")
-    after = build_parser().parse_args(["classify", "--target", "mnist:9", "--timeout", "3", "--retries", "0",
-                                       "--model", "fashion-mnist", "--tls-ca", "ca.pem", "a.png"])
+    after = build_parser().parse_args(
+        [
+            "classify",
+            "--target",
+            "mnist:9",
+            "--timeout",
+            "3",
+            "--retries",
+            "0",
+            "--model",
+            "fashion-mnist",
+            "--tls-ca",
+            "ca.pem",
+            "a.png",
+        ]
+    )
     assert (after.target, after.timeout, after.retries, after.model) == ("mnist:9", 3.0, 0, "fashion-mnist")
     assert str(after.tls_ca) == "ca.pem"
     before = build_parser().parse_args(["--target", "mnist:9", "--timeout", "3", "health", "--wait"])

@@ -1,4 +1,5 @@
 """The contract package's IDX reader (mnist_serving.idx), as the client uses it: any element type, `count`."""
+
 from __future__ import annotations
 
 import gzip
@@ -37,15 +38,19 @@ def test_big_endian_types_are_converted():
     np.testing.assert_array_equal(parse_idx(_idx(ints, 0x0C)), ints)
 
 
-@pytest.mark.parametrize("data, problem", [
-    (b"\x01\x00\x08\x01" + struct.pack(">I", 1) + b"\x00", "wrong magic number 0x01000801"),
-    (b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00", "wrong magic number 0x00000701"),
-    (b"\x00\x00\x08\x03\x00\x00", "header ends early: 3 dimensions need 16 bytes"),
-    (b"\x00\x00\x08\x01" + struct.pack(">I", 3) + b"\x00", "holds 1 data bytes, the header's shape (3,) needs 3"),
-])
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        (b"\x01\x00\x08\x01" + struct.pack(">I", 1) + b"\x00", "wrong magic number 0x01000801"),
+        (b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00", "wrong magic number 0x00000701"),
+        (b"\x00\x00\x08\x03\x00\x00", "header ends early: 3 dimensions need 16 bytes"),
+        (b"\x00\x00\x08\x01" + struct.pack(">I", 3) + b"\x00", "holds 1 data bytes, the header's shape (3,) needs 3"),
+    ],
+)
 def test_malformed_files_are_explained(data, problem):
-    with pytest.raises(IdxError, match=problem.replace("[", r"\[").replace("]", r"\]")
-                       .replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        IdxError, match=problem.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")
+    ):
         parse_idx(data)
 
 

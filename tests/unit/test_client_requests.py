@@ -1,4 +1,5 @@
 """Turning user inputs into requests, and responses into predictions (no server needed)."""
+
 from __future__ import annotations
 
 import io
@@ -49,11 +50,14 @@ def test_a_wrong_shape_is_rejected_naming_the_shape(shape):
     assert str(list(shape)) in info.value.details
 
 
-@pytest.mark.parametrize("array, problem", [
-    (np.full((28, 28), 1.5), "within [0, 1]"),
-    (np.full((28, 28), np.nan), "finite"),
-    (np.zeros((28, 28), np.int64), "dtype int64"),
-])
+@pytest.mark.parametrize(
+    "array, problem",
+    [
+        (np.full((28, 28), 1.5), "within [0, 1]"),
+        (np.full((28, 28), np.nan), "finite"),
+        (np.zeros((28, 28), np.int64), "dtype int64"),
+    ],
+)
 def test_bad_pixel_values_are_rejected(array, problem):
     with pytest.raises(ClientError) as info:
         normalize(array)
@@ -130,9 +134,10 @@ def test_model_spec_is_omitted_for_the_defaults():
 
 
 def _response(labels: list[int], version: int = 3) -> pb.ClassifyResponse:
-    predictions = [pb.Prediction(label=label, class_name=str(label),
-                                 probabilities=[1.0 if i == label else 0.0 for i in range(10)])
-                   for label in labels]
+    predictions = [
+        pb.Prediction(label=label, class_name=str(label), probabilities=[1.0 if i == label else 0.0 for i in range(10)])
+        for label in labels
+    ]
     return pb.ClassifyResponse(model_name="mnist", model_version=version, predictions=predictions)
 
 
@@ -150,19 +155,26 @@ def test_a_short_answer_is_an_error():
 
 
 def test_a_stream_error_becomes_a_client_error_with_its_code():
-    response = pb.ClassifyResponse(error=pb.Error(code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                                                  message="image 0: bad"))
+    response = pb.ClassifyResponse(
+        error=pb.Error(code=grpc.StatusCode.INVALID_ARGUMENT.value[0], message="image 0: bad")
+    )
     with pytest.raises(ClientError) as info:
         predictions_from(response, expected=1)
     assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT and info.value.details == "image 0: bad"
 
 
 def test_model_info_parses_the_metadata_json():
-    message = pb.GetModelInfoResponse(name="mnist", version=2, loaded_versions=[1, 2],
-                                      input_shape=[-1, 28, 28], input_dtype="uint8",
-                                      class_names=list("0123456789"),
-                                      metadata_json='{"test_accuracy": 0.99}', device="cpu",
-                                      max_batch_size=128)
+    message = pb.GetModelInfoResponse(
+        name="mnist",
+        version=2,
+        loaded_versions=[1, 2],
+        input_shape=[-1, 28, 28],
+        input_dtype="uint8",
+        class_names=list("0123456789"),
+        metadata_json='{"test_accuracy": 0.99}',
+        device="cpu",
+        max_batch_size=128,
+    )
     info = ModelInfo.from_message(message)
     assert info.loaded_versions == (1, 2) and info.metadata == {"test_accuracy": 0.99}
     assert info.input_shape == (-1, 28, 28) and len(info.class_names) == 10

@@ -1,5 +1,6 @@
 """Per-version statistics (KServe ModelStatistics) fed by the real Batcher with a fake model, and
 the --version-labels flag."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,14 @@ def run(coro):
 
 
 async def serve(book: StatisticsBook, predict, requests: list[np.ndarray], *, also=()) -> list:
-    batcher = Batcher(predict, max_batch_size=64, batch_timeout_s=0.0, max_queue_images=1000, executor=None,
-                      observer=book.observer("mnist", 1, *also))
+    batcher = Batcher(
+        predict,
+        max_batch_size=64,
+        batch_timeout_s=0.0,
+        max_queue_images=1000,
+        executor=None,
+        observer=book.observer("mnist", 1, *also),
+    )
     try:
         return await asyncio.gather(*(batcher.submit(r) for r in requests), return_exceptions=True)
     finally:
@@ -52,8 +59,15 @@ def test_overlapping_batches_count_every_request_once():
 
     async def scenario(book):
         with ThreadPoolExecutor(2) as pool:
-            batcher = Batcher(slow_doubled, max_batch_size=2, batch_timeout_s=0.0, max_queue_images=100,
-                              executor=pool, observer=book.observer("mnist", 1), max_concurrent_batches=2)
+            batcher = Batcher(
+                slow_doubled,
+                max_batch_size=2,
+                batch_timeout_s=0.0,
+                max_queue_images=100,
+                executor=pool,
+                observer=book.observer("mnist", 1),
+                max_concurrent_batches=2,
+            )
             requests = [np.ones((1, 2)) for _ in range(4)] + [np.ones((1, 2))]
             results = await asyncio.gather(*(batcher.submit(r) for r in requests))
             await batcher.close(1.0)
@@ -91,11 +105,21 @@ def test_a_request_that_breaks_the_model_fails_alone():
     book = StatisticsBook()
 
     async def together():
-        batcher = Batcher(predict, max_batch_size=64, batch_timeout_s=0.05, max_queue_images=1000,
-                          executor=None, observer=book.observer("mnist", 1))
+        batcher = Batcher(
+            predict,
+            max_batch_size=64,
+            batch_timeout_s=0.05,
+            max_queue_images=1000,
+            executor=None,
+            observer=book.observer("mnist", 1),
+        )
         try:
-            return await asyncio.gather(batcher.submit(np.ones((2, 2))), batcher.submit(-np.ones((1, 2))),
-                                        batcher.submit(np.ones((1, 2))), return_exceptions=True)
+            return await asyncio.gather(
+                batcher.submit(np.ones((2, 2))),
+                batcher.submit(-np.ones((1, 2))),
+                batcher.submit(np.ones((1, 2))),
+                return_exceptions=True,
+            )
         finally:
             await batcher.close(1.0)
 
@@ -119,21 +143,36 @@ def test_unknown_versions_read_as_zero_and_a_reload_starts_fresh():
 def test_version_labels_flag(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    settings = parse_settings(["--model-dir", str(tmp_path / "a"), "--model", f"other={tmp_path / 'b'}",
-                               "--version-labels", "stable=3, canary=4,other:stable=1"], environ={})
-    assert settings.version_labels == (VersionLabel("mnist", "stable", 3), VersionLabel("mnist", "canary", 4),
-                                       VersionLabel("other", "stable", 1))
+    settings = parse_settings(
+        [
+            "--model-dir",
+            str(tmp_path / "a"),
+            "--model",
+            f"other={tmp_path / 'b'}",
+            "--version-labels",
+            "stable=3, canary=4,other:stable=1",
+        ],
+        environ={},
+    )
+    assert settings.version_labels == (
+        VersionLabel("mnist", "stable", 3),
+        VersionLabel("mnist", "canary", 4),
+        VersionLabel("other", "stable", 1),
+    )
     from_env = parse_settings(["--model-dir", str(tmp_path / "a")], environ={"MNIST_SERVER_VERSION_LABELS": "prod=2"})
     assert from_env.version_labels == (VersionLabel("mnist", "prod", 2),)
 
 
-@pytest.mark.parametrize("value, message", [
-    ("stable", "expects LABEL=VERSION"),
-    ("stable=0", "positive version"),
-    ("stable=x", "expects LABEL=VERSION"),
-    ("nope:stable=1", "names model 'nope', which is not served"),
-    ("stable=1,stable=2", "gives label 'stable' of model 'mnist' twice"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("stable", "expects LABEL=VERSION"),
+        ("stable=0", "positive version"),
+        ("stable=x", "expects LABEL=VERSION"),
+        ("nope:stable=1", "names model 'nope', which is not served"),
+        ("stable=1,stable=2", "gives label 'stable' of model 'mnist' twice"),
+    ],
+)
 def test_bad_version_labels_name_the_problem(tmp_path, value, message):
     with pytest.raises(ConfigError, match=message):
         parse_settings(["--model-dir", str(tmp_path), "--version-labels", value], environ={})

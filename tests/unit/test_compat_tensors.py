@@ -1,4 +1,5 @@
 """TensorProto / KServe tensors <-> numpy, checked against TensorFlow's and tritonclient's own encoders."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,6 +24,7 @@ PIXELS = RNG.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
 
 
 # --- to_images: shapes, dtypes, float scaling ---------------------------------------------
+
 
 @pytest.mark.parametrize("shape", [(3, 28, 28), (3, 784), (3, 28, 28, 1)])
 def test_accepted_shapes_give_the_same_images(shape):
@@ -65,8 +67,13 @@ def test_integer_dtypes_other_than_uint8_are_rejected():
 
 
 @settings(max_examples=40, deadline=None)
-@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=3, max_dims=3, min_side=1, max_side=3)
-                  .map(lambda s: (s[0], 28, 28)), elements=st.floats(0, 1, width=32)))
+@given(
+    hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=3, max_dims=3, min_side=1, max_side=3).map(lambda s: (s[0], 28, 28)),
+        elements=st.floats(0, 1, width=32),
+    )
+)
 def test_any_unit_float_maps_into_the_nearest_pixel(images):
     pixels = to_images("images", images)
     assert pixels.dtype == np.uint8 and pixels.shape == images.shape
@@ -74,6 +81,7 @@ def test_any_unit_float_maps_into_the_nearest_pixel(images):
 
 
 # --- TF Serving TensorProto ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("array", [PIXELS, PIXELS.astype(np.float32) / 255, PIXELS.astype(np.float64) / 255])
 def test_tensorflows_own_encoding_decodes_to_the_same_array(array):
@@ -108,16 +116,21 @@ def test_a_short_typed_field_repeats_its_last_value_like_tensorflow():
 def test_uint8_int_val_keeps_the_low_byte_like_tensorflow():
     """perf_analyzer sends each uint8 pixel as an int32 whose upper three bytes are garbage;
     TensorFlow Serving keeps the low byte, so must we."""
-    garbage = RNG.integers(-2**31, 2**31 - 256, size=PIXELS.size, dtype=np.int64) & ~0xFF
+    garbage = RNG.integers(-(2**31), 2**31 - 256, size=PIXELS.size, dtype=np.int64) & ~0xFF
     proto = tf.make_tensor_proto(PIXELS)
     proto.ClearField("tensor_content")
     proto.int_val.extend((garbage | PIXELS.ravel()).astype(np.int32).tolist())
     np.testing.assert_array_equal(ndarray_from_tensor_proto("images", proto), PIXELS)
 
 
-@pytest.mark.parametrize("values,name", [(np.zeros((1, 28, 28), np.int32), "DT_INT32"),
-                                         (np.zeros((1, 28, 28), np.float16), "DT_HALF"),
-                                         (np.full((1, 2), b"png"), "DT_STRING")])
+@pytest.mark.parametrize(
+    "values,name",
+    [
+        (np.zeros((1, 28, 28), np.int32), "DT_INT32"),
+        (np.zeros((1, 28, 28), np.float16), "DT_HALF"),
+        (np.full((1, 2), b"png"), "DT_STRING"),
+    ],
+)
 def test_unsupported_tf_dtypes_are_rejected_by_name(values, name):
     with pytest.raises(InvalidInput, match=f"input 'images' has dtype {name}; expected DT_UINT8"):
         ndarray_from_tensor_proto("images", tf.make_tensor_proto(values))
@@ -126,7 +139,9 @@ def test_unsupported_tf_dtypes_are_rejected_by_name(values, name):
 def test_tensor_content_of_the_wrong_size_is_rejected():
     proto = tf.make_tensor_proto(PIXELS)
     proto.tensor_content = proto.tensor_content[:-1]
-    with pytest.raises(InvalidInput, match="tensor_content has 2351 bytes; shape \\[3, 28, 28\\] of DT_UINT8 needs 2352"):
+    with pytest.raises(
+        InvalidInput, match="tensor_content has 2351 bytes; shape \\[3, 28, 28\\] of DT_UINT8 needs 2352"
+    ):
         ndarray_from_tensor_proto("images", proto)
 
 
@@ -157,7 +172,10 @@ def test_outputs_use_typed_fields_and_tensorflow_reads_them_back(array):
 
 # --- KServe v2 ----------------------------------------------------------------------------
 
-def _tritonclient_input(array: np.ndarray, datatype: str) -> tuple[service_pb2.ModelInferRequest.InferInputTensor, bytes]:
+
+def _tritonclient_input(
+    array: np.ndarray, datatype: str
+) -> tuple[service_pb2.ModelInferRequest.InferInputTensor, bytes]:
     """What tritonclient puts on the wire for InferInput.set_data_from_numpy."""
     infer_input = InferInput("images", list(array.shape), datatype)
     infer_input.set_data_from_numpy(array)
@@ -177,8 +195,9 @@ def test_typed_contents_decode():
     np.testing.assert_array_equal(ndarray_from_kserve("images", "UINT8", [3, 28, 28], contents, None), PIXELS)
     values = PIXELS.astype(np.float32) / 255
     contents = service_pb2.InferTensorContents(fp32_contents=values.ravel().tolist())
-    np.testing.assert_array_equal(ndarray_from_kserve("images", "FP32", [3, 784], contents, None),
-                                  values.reshape(3, 784))
+    np.testing.assert_array_equal(
+        ndarray_from_kserve("images", "FP32", [3, 784], contents, None), values.reshape(3, 784)
+    )
 
 
 def test_kserve_errors_name_the_input_and_problem():

@@ -1,6 +1,7 @@
 """docker-compose.yml and its override files, as compose itself merges them (`config`), with every
 Compose implementation on this machine (Debian's docker-compose 1.29; Compose v2 where the docker CLI
 has it); and the Dockerfile's promises (non-root, healthcheck, the CPU TensorFlow alias, build context)."""
+
 from __future__ import annotations
 
 import os
@@ -16,9 +17,16 @@ from mnist_server.config import Settings
 from tests.unit.deploy_helpers import REPO_ROOT
 
 DOCKERFILE = (REPO_ROOT / "deploy" / "Dockerfile").read_text()
-CI_ENV = {"MNIST_DATA_DIR": "/srv/mnist", "FASHION_MNIST_DATA_DIR": "/srv/fashion-mnist", "MNIST_E2E_SERVER_PORT": "18500", "MNIST_E2E_SERVER_HTTP_PORT": "18501",
-          "MNIST_E2E_LB_PORT": "18502", "MNIST_E2E_PROMETHEUS_PORT": "18503", "MNIST_E2E_LB_HTTP_PORT": "18504",
-          "MNIST_E2E_PROMETHEUS_CONFIG": "/srv/prometheus-ci"}
+CI_ENV = {
+    "MNIST_DATA_DIR": "/srv/mnist",
+    "FASHION_MNIST_DATA_DIR": "/srv/fashion-mnist",
+    "MNIST_E2E_SERVER_PORT": "18500",
+    "MNIST_E2E_SERVER_HTTP_PORT": "18501",
+    "MNIST_E2E_LB_PORT": "18502",
+    "MNIST_E2E_PROMETHEUS_PORT": "18503",
+    "MNIST_E2E_LB_HTTP_PORT": "18504",
+    "MNIST_E2E_PROMETHEUS_CONFIG": "/srv/prometheus-ci",
+}
 USER_FILES = ["docker-compose.yml", "docker-compose.override.yml"]
 GPU_FILES = [*USER_FILES, "deploy/compose.gpu.yml"]
 CI_FILES = ["docker-compose.yml", "deploy/ci/compose.ci.yml"]
@@ -45,11 +53,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith("MNIST_")}, **extra}
 
 
-def merged(compose: list[str], files: list[str], env: dict[str, str] | None = None,
-           profiles: tuple[str, ...] = ("grafana",)) -> dict:
+def merged(
+    compose: list[str], files: list[str], env: dict[str, str] | None = None, profiles: tuple[str, ...] = ("grafana",)
+) -> dict:
     args = [a for f in files for a in ("-f", f)] + [a for p in profiles for a in ("--profile", p)]
-    result = subprocess.run([*compose, *args, "config"], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=60, env=clean_env(**(env or {})))
+    result = subprocess.run(
+        [*compose, *args, "config"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(**(env or {})),
+    )
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 
@@ -149,14 +164,15 @@ def test_the_ci_override_puts_every_service_on_the_host_network(compose):
 
 def test_the_ci_override_needs_its_variables(compose):
     files = [a for f in CI_FILES for a in ("-f", f)]
-    result = subprocess.run([*compose, *files, "config"], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=60, env=clean_env())
+    result = subprocess.run(
+        [*compose, *files, "config"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env=clean_env()
+    )
     assert result.returncode != 0
     assert "MNIST_DATA_DIR" in result.stderr or "MNIST_E2E" in result.stderr
 
 
 def final_stage() -> str:
-    return DOCKERFILE[DOCKERFILE.rindex("\nFROM "):]
+    return DOCKERFILE[DOCKERFILE.rindex("\nFROM ") :]
 
 
 def test_the_image_runs_as_a_non_root_user_with_a_healthcheck():
@@ -170,8 +186,9 @@ def test_the_image_runs_as_a_non_root_user_with_a_healthcheck():
 
 def test_the_cpu_alias_matches_the_locked_tensorflow():
     alias = tomllib.loads((REPO_ROOT / "deploy" / "tensorflow-cpu" / "pyproject.toml").read_text())["project"]
-    locked = re.search(r"^tensorflow==(\S+)$", (REPO_ROOT / "requirements" / "lock.txt").read_text(),
-                       re.MULTILINE).group(1)
+    locked = re.search(
+        r"^tensorflow==(\S+)$", (REPO_ROOT / "requirements" / "lock.txt").read_text(), re.MULTILINE
+    ).group(1)
     assert alias["name"] == "tensorflow"
     assert alias["version"] == locked
     assert alias["dependencies"] == [f"tensorflow-cpu=={locked}"]
@@ -179,8 +196,9 @@ def test_the_cpu_alias_matches_the_locked_tensorflow():
 
 def test_the_build_context_holds_what_the_dockerfile_copies():
     """.dockerignore is an allowlist: each COPY source from the context must be let through."""
-    allowed = [line[1:].rstrip("/") for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
-               if line.startswith("!")]
+    allowed = [
+        line[1:].rstrip("/") for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")
+    ]
     sources = [m.group(1) for m in re.finditer(r"^COPY (?!--from)(\S+) ", DOCKERFILE, re.MULTILINE)]
     assert sources
     for source in sources:

@@ -1,5 +1,6 @@
 """The shared slots on their own: taken without waiting when free, handed to the lane served least
 recently, never lost to a lane that gave up waiting."""
+
 from __future__ import annotations
 
 import asyncio

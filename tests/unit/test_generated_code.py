@@ -1,4 +1,5 @@
 """The checked-in gRPC code is exactly what `python proto/generate.py` makes from proto/ today."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -27,8 +28,11 @@ def _generate(out_dir: Path) -> int:
 
 def _generated_files(root: Path) -> dict[str, bytes]:
     """What protoc writes (`*_pb2*`); the package's own modules (layout, images, idx) are not generated."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / PACKAGE).rglob("*_pb2*"))
-            if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted((root / PACKAGE).rglob("*_pb2*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def test_checked_in_code_matches_a_fresh_generation(tmp_path):

@@ -1,6 +1,7 @@
 """deploy/grafana/ checked statically (Grafana has no Debian package, so the CI stage does not run it):
 provisioning paths match the compose mounts, every panel uses the provisioned datasource, every query
 is valid PromQL (promtool parses it) over metrics the server really exposes."""
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,13 @@ def test_the_datasource_is_the_compose_prometheus():
 
 def test_panels_cover_what_operators_watch():
     queries = " ".join(t["expr"] for t in targets())
-    for metric in ("mnist_serving_requests_total", "mnist_serving_request_latency_seconds_bucket",
-                   "mnist_serving_batch_size", "mnist_serving_queue_depth", "mnist_serving_model_version"):
+    for metric in (
+        "mnist_serving_requests_total",
+        "mnist_serving_request_latency_seconds_bucket",
+        "mnist_serving_batch_size",
+        "mnist_serving_queue_depth",
+        "mnist_serving_model_version",
+    ):
         assert metric in queries, metric
     assert 'code!="OK"' in queries  # errors
     assert {"0.5", "0.9", "0.99"} <= set(re.findall(r"histogram_quantile\(([\d.]+)", queries))
@@ -97,7 +103,9 @@ def test_every_query_is_valid_promql(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("broken", ["sum(rate(mnist_serving_requests_total[$__rate_interval])",
-                                    'mnist_serving_queue_depth{instance=~"$instance"'])
+@pytest.mark.parametrize(
+    "broken",
+    ["sum(rate(mnist_serving_requests_total[$__rate_interval])", 'mnist_serving_queue_depth{instance=~"$instance"'],
+)
 def test_a_broken_query_is_caught(tmp_path, broken):
     assert check_queries_with_promtool([broken], tmp_path).returncode != 0

@@ -1,4 +1,5 @@
 """IDX reading/writing and dataset loading: round trips, and every broken-file case names the file."""
+
 from __future__ import annotations
 
 import gzip
@@ -6,8 +7,15 @@ import gzip
 import numpy as np
 import pytest
 
-from mnist_trainer.datasets import (FASHION_MNIST, MNIST, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
-                                    load_splits)
+from mnist_trainer.datasets import (
+    FASHION_MNIST,
+    MNIST,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    load_splits,
+)
 from mnist_trainer.errors import DataFileError
 from mnist_trainer.idx import read_idx, write_idx
 from tests.support.synthetic import write_synthetic_mnist
@@ -84,16 +92,19 @@ def test_missing_file(tmp_path):
 def _write_set(directory, n_train, n_test, n_train_labels=None, image_shape=(28, 28), max_label=9):
     rng = np.random.default_rng(1)
     write_idx(directory / TRAIN_IMAGES, rng.integers(0, 256, (n_train, *image_shape), dtype=np.uint8))
-    write_idx(directory / TRAIN_LABELS,
-              rng.integers(0, max_label + 1, n_train if n_train_labels is None else n_train_labels, dtype=np.uint8))
+    write_idx(
+        directory / TRAIN_LABELS,
+        rng.integers(0, max_label + 1, n_train if n_train_labels is None else n_train_labels, dtype=np.uint8),
+    )
     write_idx(directory / TEST_IMAGES, rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8))
     write_idx(directory / TEST_LABELS, rng.integers(0, 10, n_test, dtype=np.uint8))
 
 
 def test_image_and_label_counts_must_match(tmp_path):
     _write_set(tmp_path, 24, 5, n_train_labels=23)
-    with pytest.raises(DataFileError, match="train-labels-idx1-ubyte.gz: has 23 labels but "
-                                            "train-images-idx3-ubyte.gz has 24 images"):
+    with pytest.raises(
+        DataFileError, match="train-labels-idx1-ubyte.gz: has 23 labels but train-images-idx3-ubyte.gz has 24 images"
+    ):
         load_splits(tmp_path, MNIST)
 
 
@@ -111,8 +122,12 @@ def test_labels_must_be_class_indices(tmp_path):
 
 def test_full_size_split_is_55000_5000_10000(tmp_path):
     # Zeros compress to almost nothing, so the full MNIST sizes are cheap to write.
-    for name, shape in [(TRAIN_IMAGES, (60000, 28, 28)), (TRAIN_LABELS, (60000,)),
-                        (TEST_IMAGES, (10000, 28, 28)), (TEST_LABELS, (10000,))]:
+    for name, shape in [
+        (TRAIN_IMAGES, (60000, 28, 28)),
+        (TRAIN_LABELS, (60000,)),
+        (TEST_IMAGES, (10000, 28, 28)),
+        (TEST_LABELS, (10000,)),
+    ]:
         write_idx(tmp_path / name, np.zeros(shape, np.uint8))
     splits = load_splits(tmp_path, MNIST)
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (55000, 5000, 10000)

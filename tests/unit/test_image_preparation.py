@@ -1,5 +1,6 @@
 """The two image preparations (mnist_serving.images): what each does to a photo-like input, and that
 the server picks the one the export's metadata names."""
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,8 @@ def product_photo(height: int = 300, width: int = 200, margin: int = 60) -> np.n
     photo = np.full((height + 2 * margin, width + 2 * margin), 255, np.uint8)
     for row in range(height):
         inset = row * width // (4 * height)
-        photo[margin + row, margin + inset:margin + width - inset] = 40
-    photo[margin + height // 2:margin + height // 2 + 20, margin:margin + width] = 120
+        photo[margin + row, margin + inset : margin + width - inset] = 40
+    photo[margin + height // 2 : margin + height // 2 + 20, margin : margin + width] = 120
     return photo
 
 
@@ -66,8 +67,9 @@ def test_every_preparation_name_is_what_the_trainer_writes():
     assert set(PREPARATIONS) == {"mnist-digit", "fashion-mnist-product"}
 
 
-@pytest.mark.parametrize("value,loads", [(None, True), ("mnist-digit", True), ("fashion-mnist-product", True),
-                                         ("polaroid", False)])
+@pytest.mark.parametrize(
+    "value,loads", [(None, True), ("mnist-digit", True), ("fashion-mnist-product", True), ("polaroid", False)]
+)
 def test_the_server_takes_the_preparation_from_the_metadata(tmp_path, value, loads):
     from mnist_server.errors import ModelLoadError
     from mnist_server.model import METADATA_FILE, LoadedModel

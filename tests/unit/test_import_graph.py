@@ -1,5 +1,6 @@
 """The packages' import graphs, read from the source (every import, also those inside functions):
 no circle in any package, and the layering the README's code map shows holds in the server."""
+
 from __future__ import annotations
 
 import ast
@@ -8,9 +9,11 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = {"mnist_server": REPO_ROOT / "server" / "mnist_server",
-            "mnist_client": REPO_ROOT / "client" / "mnist_client",
-            "mnist_trainer": REPO_ROOT / "trainer" / "mnist_trainer"}
+PACKAGES = {
+    "mnist_server": REPO_ROOT / "server" / "mnist_server",
+    "mnist_client": REPO_ROOT / "client" / "mnist_client",
+    "mnist_trainer": REPO_ROOT / "trainer" / "mnist_trainer",
+}
 
 
 def module_name(package: str, root: Path, path: Path) -> str:
@@ -31,7 +34,7 @@ def imports_of(package: str, root: Path) -> dict[str, set[str]]:
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
-                    anchor = base[:len(base) - node.level + 1]
+                    anchor = base[: len(base) - node.level + 1]
                     prefix = ".".join(anchor + ([node.module] if node.module else []))
                 else:
                     prefix = node.module or ""
@@ -92,12 +95,28 @@ def test_the_server_imports_only_downwards():
     it, and the adapters reach the models only through the core."""
     graph = imports_of("mnist_server", PACKAGES["mnist_server"])
     adapters = {m for m in graph if m.startswith(("mnist_server.services", "mnist_server.web"))}
-    below_core = {"mnist_server.repository", "mnist_server.batcher", "mnist_server.runtimes",
-                  "mnist_server.runtime_litert", "mnist_server.runtime_tensorflow", "mnist_server.model",
-                  "mnist_server.statistics", "mnist_server.errors", "mnist_server.device_slots"}
+    below_core = {
+        "mnist_server.repository",
+        "mnist_server.batcher",
+        "mnist_server.runtimes",
+        "mnist_server.runtime_litert",
+        "mnist_server.runtime_tensorflow",
+        "mnist_server.model",
+        "mnist_server.statistics",
+        "mnist_server.errors",
+        "mnist_server.device_slots",
+    }
     for module in below_core & set(graph):
-        upward = graph[module] & (adapters | {"mnist_server.inference", "mnist_server.app", "mnist_server.metrics",
-                                              "mnist_server.metered", "mnist_server.security"})
+        upward = graph[module] & (
+            adapters
+            | {
+                "mnist_server.inference",
+                "mnist_server.app",
+                "mnist_server.metrics",
+                "mnist_server.metered",
+                "mnist_server.security",
+            }
+        )
         assert not upward, f"{module} imports up: {sorted(upward)}"
     core_up = graph["mnist_server.inference"] & (adapters | {"mnist_server.app", "mnist_server.metrics"})
     assert not core_up, f"the inference core imports up: {sorted(core_up)}"
@@ -120,13 +139,20 @@ def test_the_server_and_the_trainer_do_not_depend_on_the_client():
     for package in ("mnist_server", "mnist_trainer"):
         for path in PACKAGES[package].rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
-                modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                           else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                modules = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
                 assert not any(m.split(".")[0] == "mnist_client" for m in modules), path
     # and it runs with the client package absent (imports of it fail)
-    blocker = ("import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
-               "        if name.split('.')[0] == 'mnist_client':\n            raise ImportError('no mnist_client')\n"
-               "sys.meta_path.insert(0, Block())\n"
-               "import mnist_server.app, mnist_server.web.server, mnist_server.__main__\nprint('ok')\n")
+    blocker = (
+        "import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'mnist_client':\n            raise ImportError('no mnist_client')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import mnist_server.app, mnist_server.web.server, mnist_server.__main__\nprint('ok')\n"
+    )
     result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "ok", result.stderr[-2000:]

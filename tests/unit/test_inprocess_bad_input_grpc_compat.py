@@ -4,6 +4,7 @@ Same rules as part 1 (test_inprocess_bad_input_grpc.py): exact code, a message n
 then a good request on the same protocol answered with the right labels (the fake model's rule: the
 server runs in-process, tests/support/inprocess.py).
 """
+
 from __future__ import annotations
 
 import grpc
@@ -12,8 +13,15 @@ import pytest
 from google.protobuf import wrappers_pb2
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2, input_pb2,
-                                     model_pb2, predict_pb2, regression_pb2)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    input_pb2,
+    model_pb2,
+    predict_pb2,
+    regression_pb2,
+)
 from tritonclient.grpc import service_pb2 as kserve
 
 from tests.support.catalogue import CHANNEL_OPTIONS, Case, assert_refused
@@ -34,10 +42,15 @@ DIGITS, _ = synthetic_arrays(4, seed=43)
 ONE = DIGITS[0].tobytes()
 
 
-def tensor(dtype=types_pb2.DT_UINT8, shape=(1, 28, 28), content: bytes | None = ONE, unknown_rank=False,
-           **values) -> tensor_pb2.TensorProto:
-    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in shape], unknown_rank=unknown_rank))
+def tensor(
+    dtype=types_pb2.DT_UINT8, shape=(1, 28, 28), content: bytes | None = ONE, unknown_rank=False, **values
+) -> tensor_pb2.TensorProto:
+    proto = tensor_pb2.TensorProto(
+        dtype=dtype,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in shape], unknown_rank=unknown_rank
+        ),
+    )
     if values:
         for field, items in values.items():
             getattr(proto, field).extend(items)
@@ -68,12 +81,25 @@ def example(**features) -> example_pb2.Example:
 
 def tf_classify(case_id: str, code, message: str, *examples: example_pb2.Example) -> Case:
     request = classification_pb2.ClassificationRequest(
-        model_spec=spec(), input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples))))
+        model_spec=spec(), input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=list(examples)))
+    )
     return Case(f"tfs-classify-{case_id}", TF_CLASSIFY, request, code, message)
 
 
-def infer(case_id: str, code, message: str, *, name="images", datatype="UINT8", shape=(1, 28, 28),
-          raw: list[bytes] | None = None, model="mnist", version="", outputs=(), **contents) -> Case:
+def infer(
+    case_id: str,
+    code,
+    message: str,
+    *,
+    name="images",
+    datatype="UINT8",
+    shape=(1, 28, 28),
+    raw: list[bytes] | None = None,
+    model="mnist",
+    version="",
+    outputs=(),
+    **contents,
+) -> Case:
     request = kserve.ModelInferRequest(model_name=model, model_version=version, id=case_id)
     if name is not None:
         entry = request.inputs.add(name=name, datatype=datatype, shape=list(shape))
@@ -96,121 +122,311 @@ PIXELS_784 = feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=DIGITS[0
 
 TF_SERVING = [
     predict("no-inputs", INVALID, "takes exactly one input, 'images'; the request has none", inputs={}),
-    predict("unknown-input-name", INVALID, "takes exactly one input, 'images'; the request has ['pixels']",
-            inputs={"pixels": tensor()}),
-    predict("extra-input", INVALID, "the request has ['images', 'labels']",
-            inputs={"images": tensor(), "labels": tensor()}),
-    predict("dtype-string", INVALID, "input 'images' has dtype DT_STRING; expected DT_UINT8",
-            inputs={"images": tensor(types_pb2.DT_STRING, content=None, string_val=[b"x"])}),
-    predict("dtype-int32", INVALID, "input 'images' has dtype DT_INT32",
-            inputs={"images": tensor(types_pb2.DT_INT32, content=bytes(784 * 4))}),
-    predict("rank-2-wrong-width", INVALID, "input 'images' has shape [1, 28]; expected [N, 28, 28], [N, 784]",
-            inputs={"images": tensor(shape=(1, 28), content=ONE[:28])}),
-    predict("channels-3", INVALID, "has shape [1, 28, 28, 3]",
-            inputs={"images": tensor(shape=(1, 28, 28, 3), content=ONE * 3)}),
-    predict("rank-5", INVALID, "has shape [1, 1, 28, 28, 1]",
-            inputs={"images": tensor(shape=(1, 1, 28, 28, 1))}),
-    predict("scalar", INVALID, "input 'images' has shape []; expected [N, 28, 28], [N, 784] or [N, 28, 28, 1]",
-            inputs={"images": tensor(shape=(), content=None, int_val=[3])}),
-    predict("negative-batch-dimension", INVALID, "input 'images' has shape [-1, 28, 28] with a negative dimension",
-            inputs={"images": tensor(shape=(-1, 28, 28))}),
-    predict("negative-inner-dimension", INVALID, "input 'images' has shape [1, -28, 28]; expected",
-            inputs={"images": tensor(shape=(1, -28, 28))}),
-    predict("unknown-rank", INVALID, "input 'images' has unknown rank",
-            inputs={"images": tensor(shape=(), unknown_rank=True)}),
-    predict("content-short", INVALID, "tensor_content has 783 bytes; shape [1, 28, 28] of DT_UINT8 needs 784",
-            inputs={"images": tensor(content=ONE[:-1])}),
-    predict("content-float-as-uint8", INVALID, "tensor_content has 3136 bytes",
-            inputs={"images": tensor(content=DIGITS[0].astype(np.float32).tobytes())}),
-    predict("float-nan", INVALID, "input 'images' contains NaN or infinity",
-            inputs={"images": tensor(types_pb2.DT_FLOAT, content=None, float_val=[0.5] * 783 + [float("nan")])}),
-    predict("float-inf", INVALID, "contains NaN or infinity",
-            inputs={"images": tensor(types_pb2.DT_FLOAT, content=np.full(784, np.inf, np.float32).tobytes())}),
-    predict("float-0-255", INVALID, "float pixels must be in [0, 1] (pixel / 255), found values in [0, 255]",
-            inputs={"images": tensor(types_pb2.DT_FLOAT, content=None, float_val=[0.0] * 783 + [255.0])}),
-    predict("double-negative", INVALID, "found values in [-1, 0]",
-            inputs={"images": tensor(types_pb2.DT_DOUBLE, content=None, double_val=[-1.0] + [0.0] * 783)}),
-    predict("no-values", INVALID, "input 'images' carries no values: set tensor_content or int_val",
-            inputs={"images": tensor(content=None)}),
-    predict("too-many-values", INVALID, "has 785 values in int_val; shape [1, 28, 28] holds 784",
-            inputs={"images": tensor(content=None, int_val=[0] * 785)}),
-    predict("empty-batch", INVALID, "the request has no images", inputs={"images": tensor(shape=(0, 28, 28), content=b"")}),
-    predict("100000-images", INVALID, "the request has 100000 images, the limit is 4096",
-            inputs={"images": tensor(shape=(100_000, 28, 28), content=None, int_val=[0])}),
-    predict("huge-inner-dimension", INVALID, "has shape [1, 28, 1099511627776]",
-            inputs={"images": tensor(shape=(1, 28, 2**40), content=None, int_val=[0])}),
-    predict("dimensions-overflowing-int64", INVALID, "has shape [1, 4294967296, 4294967296]",
-            inputs={"images": tensor(shape=(1, 2**32, 2**32), content=None, int_val=[7])}),
-    predict("unknown-model", NOT_FOUND, "model 'fashion' is not served; served models: mnist",
-            model_spec=spec("fashion")),
-    predict("unknown-version", NOT_FOUND, "version 9 of model 'mnist' is not loaded; loaded versions: 1",
-            model_spec=spec(version=9)),
+    predict(
+        "unknown-input-name",
+        INVALID,
+        "takes exactly one input, 'images'; the request has ['pixels']",
+        inputs={"pixels": tensor()},
+    ),
+    predict(
+        "extra-input", INVALID, "the request has ['images', 'labels']", inputs={"images": tensor(), "labels": tensor()}
+    ),
+    predict(
+        "dtype-string",
+        INVALID,
+        "input 'images' has dtype DT_STRING; expected DT_UINT8",
+        inputs={"images": tensor(types_pb2.DT_STRING, content=None, string_val=[b"x"])},
+    ),
+    predict(
+        "dtype-int32",
+        INVALID,
+        "input 'images' has dtype DT_INT32",
+        inputs={"images": tensor(types_pb2.DT_INT32, content=bytes(784 * 4))},
+    ),
+    predict(
+        "rank-2-wrong-width",
+        INVALID,
+        "input 'images' has shape [1, 28]; expected [N, 28, 28], [N, 784]",
+        inputs={"images": tensor(shape=(1, 28), content=ONE[:28])},
+    ),
+    predict(
+        "channels-3",
+        INVALID,
+        "has shape [1, 28, 28, 3]",
+        inputs={"images": tensor(shape=(1, 28, 28, 3), content=ONE * 3)},
+    ),
+    predict("rank-5", INVALID, "has shape [1, 1, 28, 28, 1]", inputs={"images": tensor(shape=(1, 1, 28, 28, 1))}),
+    predict(
+        "scalar",
+        INVALID,
+        "input 'images' has shape []; expected [N, 28, 28], [N, 784] or [N, 28, 28, 1]",
+        inputs={"images": tensor(shape=(), content=None, int_val=[3])},
+    ),
+    predict(
+        "negative-batch-dimension",
+        INVALID,
+        "input 'images' has shape [-1, 28, 28] with a negative dimension",
+        inputs={"images": tensor(shape=(-1, 28, 28))},
+    ),
+    predict(
+        "negative-inner-dimension",
+        INVALID,
+        "input 'images' has shape [1, -28, 28]; expected",
+        inputs={"images": tensor(shape=(1, -28, 28))},
+    ),
+    predict(
+        "unknown-rank",
+        INVALID,
+        "input 'images' has unknown rank",
+        inputs={"images": tensor(shape=(), unknown_rank=True)},
+    ),
+    predict(
+        "content-short",
+        INVALID,
+        "tensor_content has 783 bytes; shape [1, 28, 28] of DT_UINT8 needs 784",
+        inputs={"images": tensor(content=ONE[:-1])},
+    ),
+    predict(
+        "content-float-as-uint8",
+        INVALID,
+        "tensor_content has 3136 bytes",
+        inputs={"images": tensor(content=DIGITS[0].astype(np.float32).tobytes())},
+    ),
+    predict(
+        "float-nan",
+        INVALID,
+        "input 'images' contains NaN or infinity",
+        inputs={"images": tensor(types_pb2.DT_FLOAT, content=None, float_val=[0.5] * 783 + [float("nan")])},
+    ),
+    predict(
+        "float-inf",
+        INVALID,
+        "contains NaN or infinity",
+        inputs={"images": tensor(types_pb2.DT_FLOAT, content=np.full(784, np.inf, np.float32).tobytes())},
+    ),
+    predict(
+        "float-0-255",
+        INVALID,
+        "float pixels must be in [0, 1] (pixel / 255), found values in [0, 255]",
+        inputs={"images": tensor(types_pb2.DT_FLOAT, content=None, float_val=[0.0] * 783 + [255.0])},
+    ),
+    predict(
+        "double-negative",
+        INVALID,
+        "found values in [-1, 0]",
+        inputs={"images": tensor(types_pb2.DT_DOUBLE, content=None, double_val=[-1.0] + [0.0] * 783)},
+    ),
+    predict(
+        "no-values",
+        INVALID,
+        "input 'images' carries no values: set tensor_content or int_val",
+        inputs={"images": tensor(content=None)},
+    ),
+    predict(
+        "too-many-values",
+        INVALID,
+        "has 785 values in int_val; shape [1, 28, 28] holds 784",
+        inputs={"images": tensor(content=None, int_val=[0] * 785)},
+    ),
+    predict(
+        "empty-batch", INVALID, "the request has no images", inputs={"images": tensor(shape=(0, 28, 28), content=b"")}
+    ),
+    predict(
+        "100000-images",
+        INVALID,
+        "the request has 100000 images, the limit is 4096",
+        inputs={"images": tensor(shape=(100_000, 28, 28), content=None, int_val=[0])},
+    ),
+    predict(
+        "huge-inner-dimension",
+        INVALID,
+        "has shape [1, 28, 1099511627776]",
+        inputs={"images": tensor(shape=(1, 28, 2**40), content=None, int_val=[0])},
+    ),
+    predict(
+        "dimensions-overflowing-int64",
+        INVALID,
+        "has shape [1, 4294967296, 4294967296]",
+        inputs={"images": tensor(shape=(1, 2**32, 2**32), content=None, int_val=[7])},
+    ),
+    predict(
+        "unknown-model", NOT_FOUND, "model 'fashion' is not served; served models: mnist", model_spec=spec("fashion")
+    ),
+    predict(
+        "unknown-version",
+        NOT_FOUND,
+        "version 9 of model 'mnist' is not loaded; loaded versions: 1",
+        model_spec=spec(version=9),
+    ),
     predict("version-0", INVALID, "model_spec.version must be a positive integer, got 0", model_spec=spec(version=0)),
-    predict("unknown-version-label", INVALID, "unknown version_label 'canary' for model 'mnist'",
-            model_spec=spec(label="canary")),
-    predict("bad-signature-name", INVALID, "signature 'predict_images' not found in model 'mnist'; it serves "
-            "'serving_default'", model_spec=spec(signature="predict_images")),
-    predict("unknown-output-filter", INVALID, "output_filter names 'scores', not an output of signature",
-            output_filter=["probabilities", "scores"]),
-    Case("tfs-predict-garbage-bytes", PREDICT, b"\x0a\x80\x80\x80", INVALID,
-         "not a valid tensorflow.serving.PredictRequest"),
+    predict(
+        "unknown-version-label",
+        INVALID,
+        "unknown version_label 'canary' for model 'mnist'",
+        model_spec=spec(label="canary"),
+    ),
+    predict(
+        "bad-signature-name",
+        INVALID,
+        "signature 'predict_images' not found in model 'mnist'; it serves 'serving_default'",
+        model_spec=spec(signature="predict_images"),
+    ),
+    predict(
+        "unknown-output-filter",
+        INVALID,
+        "output_filter names 'scores', not an output of signature",
+        output_filter=["probabilities", "scores"],
+    ),
+    Case(
+        "tfs-predict-garbage-bytes",
+        PREDICT,
+        b"\x0a\x80\x80\x80",
+        INVALID,
+        "not a valid tensorflow.serving.PredictRequest",
+    ),
     tf_classify("empty-example-list", INVALID, "the request has no images"),
-    Case("tfs-classify-no-input", TF_CLASSIFY, classification_pb2.ClassificationRequest(model_spec=spec()), INVALID,
-         "input has no examples: set input.example_list"),
-    tf_classify("missing-feature", INVALID, "example 1, feature 'images' is missing",
-                example(images=PIXELS_784), example(pixels=PIXELS_784)),
-    tf_classify("int64-wrong-length", INVALID, "example 0, feature 'images': int64_list has 28 values, expected 784",
-                example(images=feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=[0] * 28)))),
-    tf_classify("float-nan", INVALID, "contains NaN or infinity",
-                example(images=feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[float("nan")] * 784)))),
-    tf_classify("bytes-wrong-length", INVALID, "bytes_list must hold one value of 784 bytes",
-                example(images=feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[ONE[:100]])))),
-    Case("tfs-metadata-no-field", METADATA, get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec()),
-         INVALID, "metadata_field must be ['signature_def']"),
-    Case("tfs-metadata-unknown-model", METADATA, get_model_metadata_pb2.GetModelMetadataRequest(
-        model_spec=spec("nope"), metadata_field=["signature_def"]), NOT_FOUND, "model 'nope' is not served"),
-    Case("tfs-status-unknown-version", STATUS, get_model_status_pb2.GetModelStatusRequest(model_spec=spec(version=5)),
-         NOT_FOUND, "version 5 of model 'mnist' is not loaded"),
-    Case("tfs-regress", "/tensorflow.serving.PredictionService/Regress", regression_pb2.RegressionRequest(),
-         grpc.StatusCode.UNIMPLEMENTED, "this server serves classifiers"),
+    Case(
+        "tfs-classify-no-input",
+        TF_CLASSIFY,
+        classification_pb2.ClassificationRequest(model_spec=spec()),
+        INVALID,
+        "input has no examples: set input.example_list",
+    ),
+    tf_classify(
+        "missing-feature",
+        INVALID,
+        "example 1, feature 'images' is missing",
+        example(images=PIXELS_784),
+        example(pixels=PIXELS_784),
+    ),
+    tf_classify(
+        "int64-wrong-length",
+        INVALID,
+        "example 0, feature 'images': int64_list has 28 values, expected 784",
+        example(images=feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=[0] * 28))),
+    ),
+    tf_classify(
+        "float-nan",
+        INVALID,
+        "contains NaN or infinity",
+        example(images=feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[float("nan")] * 784))),
+    ),
+    tf_classify(
+        "bytes-wrong-length",
+        INVALID,
+        "bytes_list must hold one value of 784 bytes",
+        example(images=feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[ONE[:100]]))),
+    ),
+    Case(
+        "tfs-metadata-no-field",
+        METADATA,
+        get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec()),
+        INVALID,
+        "metadata_field must be ['signature_def']",
+    ),
+    Case(
+        "tfs-metadata-unknown-model",
+        METADATA,
+        get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec("nope"), metadata_field=["signature_def"]),
+        NOT_FOUND,
+        "model 'nope' is not served",
+    ),
+    Case(
+        "tfs-status-unknown-version",
+        STATUS,
+        get_model_status_pb2.GetModelStatusRequest(model_spec=spec(version=5)),
+        NOT_FOUND,
+        "version 5 of model 'mnist' is not loaded",
+    ),
+    Case(
+        "tfs-regress",
+        "/tensorflow.serving.PredictionService/Regress",
+        regression_pb2.RegressionRequest(),
+        grpc.StatusCode.UNIMPLEMENTED,
+        "this server serves classifiers",
+    ),
 ]
 
 KSERVE = [
-    infer("no-inputs", INVALID, "model 'mnist' takes exactly one input, 'images'; the request has none", name=None, raw=[]),
+    infer(
+        "no-inputs", INVALID, "model 'mnist' takes exactly one input, 'images'; the request has none", name=None, raw=[]
+    ),
     infer("wrong-input-name", INVALID, "the request has ['input_1']", name="input_1"),
     infer("datatype-bytes", INVALID, "input 'images' has datatype BYTES; expected UINT8", datatype="BYTES"),
     infer("datatype-empty", INVALID, "input 'images' has datatype (empty)", datatype=""),
     infer("datatype-int64", INVALID, "has datatype INT64", datatype="INT64", raw=[bytes(784 * 8)]),
     infer("rank-2-wrong-width", INVALID, "input 'images' has shape [1, 28]; expected", shape=(1, 28), raw=[ONE[:28]]),
     infer("negative-batch-dimension", INVALID, "has shape [-1, 784] with a negative dimension", shape=(-1, 784)),
-    infer("raw-short", INVALID, "raw_input_contents has 783 bytes; shape [1, 28, 28] of UINT8 needs 784", raw=[ONE[:-1]]),
+    infer(
+        "raw-short", INVALID, "raw_input_contents has 783 bytes; shape [1, 28, 28] of UINT8 needs 784", raw=[ONE[:-1]]
+    ),
     infer("raw-two-entries", INVALID, "raw_input_contents has 2 entries for 1 input", raw=[ONE, ONE]),
-    infer("raw-and-contents", INVALID, "give contents or raw_input_contents, not both",
-          raw=[ONE], uint_contents=list(ONE)),
-    infer("fp32-nan", INVALID, "input 'images' contains NaN or infinity", datatype="FP32", shape=(1, 784),
-          fp32_contents=[float("nan")] * 784),
-    infer("fp32-out-of-range", INVALID, "float pixels must be in [0, 1]", datatype="FP32", shape=(1, 784),
-          fp32_contents=[255.0] * 784),
+    infer(
+        "raw-and-contents", INVALID, "give contents or raw_input_contents, not both", raw=[ONE], uint_contents=list(ONE)
+    ),
+    infer(
+        "fp32-nan",
+        INVALID,
+        "input 'images' contains NaN or infinity",
+        datatype="FP32",
+        shape=(1, 784),
+        fp32_contents=[float("nan")] * 784,
+    ),
+    infer(
+        "fp32-out-of-range",
+        INVALID,
+        "float pixels must be in [0, 1]",
+        datatype="FP32",
+        shape=(1, 784),
+        fp32_contents=[255.0] * 784,
+    ),
     infer("uint8-256", INVALID, "UINT8 values must be in [0, 255], found 256", uint_contents=[256] + [0] * 783),
-    infer("contents-count", INVALID, "has 10 values in contents.uint_contents; shape [1, 28, 28] holds 784",
-          uint_contents=[0] * 10),
+    infer(
+        "contents-count",
+        INVALID,
+        "has 10 values in contents.uint_contents; shape [1, 28, 28] holds 784",
+        uint_contents=[0] * 10,
+    ),
     infer("empty-batch", INVALID, "the request has no images", shape=(0, 784), raw=[b""]),
     infer("100000-images", INVALID, "the request has 100000 images, the limit is 4096", shape=(100_000, 784)),
-    infer("dimensions-overflowing-int64", INVALID, "has shape [1, 4294967296, 4294967296]",
-          shape=(1, 2**32, 2**32), raw=[b""]),
+    infer(
+        "dimensions-overflowing-int64",
+        INVALID,
+        "has shape [1, 4294967296, 4294967296]",
+        shape=(1, 2**32, 2**32),
+        raw=[b""],
+    ),
     infer("unknown-model", NOT_FOUND, "model 'fashion' is not served", model="fashion"),
     infer("unknown-version", NOT_FOUND, "version 3 of model 'mnist' is not loaded", version="3"),
-    infer("version-not-a-number", INVALID, "model_version must be empty (latest) or a positive integer, got 'v1'",
-          version="v1"),
+    infer(
+        "version-not-a-number",
+        INVALID,
+        "model_version must be empty (latest) or a positive integer, got 'v1'",
+        version="v1",
+    ),
     infer("unknown-output", INVALID, "model 'mnist' has no output 'scores'; outputs:", outputs=[requested("scores")]),
-    infer("classification-on-classes", INVALID, "classification needs a positive count and works on 'probabilities'",
-          outputs=[requested("classes", classification=3)]),
-    infer("classification-negative", INVALID, "classification needs a positive count",
-          outputs=[requested("probabilities", classification=-1)]),
-    Case("kserve-infer-garbage-bytes", INFER, b"\x12\x03abc\x22\xff", INVALID,
-         "not a valid inference.ModelInferRequest"),
-    Case("kserve-metadata-unknown-model", KSERVE_METADATA, kserve.ModelMetadataRequest(name="nope"), NOT_FOUND,
-         "model 'nope' is not served"),
+    infer(
+        "classification-on-classes",
+        INVALID,
+        "classification needs a positive count and works on 'probabilities'",
+        outputs=[requested("classes", classification=3)],
+    ),
+    infer(
+        "classification-negative",
+        INVALID,
+        "classification needs a positive count",
+        outputs=[requested("probabilities", classification=-1)],
+    ),
+    Case(
+        "kserve-infer-garbage-bytes", INFER, b"\x12\x03abc\x22\xff", INVALID, "not a valid inference.ModelInferRequest"
+    ),
+    Case(
+        "kserve-metadata-unknown-model",
+        KSERVE_METADATA,
+        kserve.ModelMetadataRequest(name="nope"),
+        NOT_FOUND,
+        "model 'nope' is not served",
+    ),
 ]
 CASES = TF_SERVING + KSERVE
 
@@ -235,21 +451,28 @@ def good(channel):
     kserve_request = kserve.ModelInferRequest(model_name="mnist", outputs=[requested("classes")])
     kserve_request.inputs.add(name="images", datatype="UINT8", shape=list(DIGITS.shape))
     kserve_request.raw_input_contents.append(DIGITS.tobytes())
-    tf_call = channel.unary_unary(PREDICT, request_serializer=None, response_deserializer=predict_pb2.PredictResponse.FromString)
-    kserve_call = channel.unary_unary(INFER, request_serializer=None, response_deserializer=kserve.ModelInferResponse.FromString)
+    tf_call = channel.unary_unary(
+        PREDICT, request_serializer=None, response_deserializer=predict_pb2.PredictResponse.FromString
+    )
+    kserve_call = channel.unary_unary(
+        INFER, request_serializer=None, response_deserializer=kserve.ModelInferResponse.FromString
+    )
 
     def tf_labels() -> list[int]:
         return list(tf_call(tf_request.SerializeToString(), timeout=30).outputs["classes"].int64_val)
 
     def kserve_labels() -> list[int]:
-        return np.frombuffer(kserve_call(kserve_request.SerializeToString(), timeout=30).raw_output_contents[0],
-                             "<i8").tolist()
+        return np.frombuffer(
+            kserve_call(kserve_request.SerializeToString(), timeout=30).raw_output_contents[0], "<i8"
+        ).tolist()
+
     reference = tf_labels()
     assert reference == fake_classes(DIGITS).tolist()
     assert kserve_labels() == reference
 
     def check(case: Case) -> None:
         assert (kserve_labels() if case.method.startswith("/inference.") else tf_labels()) == reference
+
     return check
 
 
@@ -260,8 +483,11 @@ def test_bad_request_is_refused_precisely_and_the_server_goes_on(channel, good, 
 
 
 def test_bad_request_inside_a_kserve_stream_gets_an_error_message_and_the_stream_goes_on(channel, good):
-    call = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer", request_serializer=None,
-                                 response_deserializer=kserve.ModelStreamInferResponse.FromString)
+    call = channel.stream_stream(
+        "/inference.GRPCInferenceService/ModelStreamInfer",
+        request_serializer=None,
+        response_deserializer=kserve.ModelStreamInferResponse.FromString,
+    )
     requests = [infer("a", None, "").request, infer("b", None, "", raw=[ONE[:5]]).request, infer("c", None, "").request]
     replies = list(call(iter(r.SerializeToString() for r in requests), timeout=30))
     assert [r.infer_response.id for r in replies] == ["a", "b", "c"]

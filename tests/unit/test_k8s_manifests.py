@@ -1,6 +1,7 @@
 """deploy/k8s/ validated offline: against the Kubernetes OpenAPI schemas bundled in kubernetes-validate
 (strict: unknown fields are errors), and for the references schemas cannot see (selectors, port names,
 claim names, grace periods, the image and user the Dockerfile builds)."""
+
 from __future__ import annotations
 
 import copy
@@ -47,8 +48,15 @@ def env_value(c: dict, name: str) -> str:
 
 def test_there_are_manifests_to_check():
     kinds = {d["kind"] for f in MANIFEST_FILES for d in documents(f)}
-    assert {"PersistentVolumeClaim", "Job", "Deployment", "Service", "HorizontalPodAutoscaler",
-            "PodDisruptionBudget", "ServiceMonitor"} <= kinds
+    assert {
+        "PersistentVolumeClaim",
+        "Job",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+    } <= kinds
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -97,8 +105,11 @@ def test_services_and_probes_use_ports_the_container_declares():
 
 def test_the_service_monitor_scrapes_the_metrics_port():
     monitor = documents(K8S / "monitoring" / "servicemonitor.yaml")[0]
-    scraped = [s for s in BASE if s["kind"] == "Service" and matches(monitor["spec"]["selector"]["matchLabels"],
-                                                                      s["metadata"]["labels"])]
+    scraped = [
+        s
+        for s in BASE
+        if s["kind"] == "Service" and matches(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
+    ]
     assert scraped, "the ServiceMonitor selects no Service"
     endpoint_ports = {e["port"] for e in monitor["spec"]["endpoints"]}
     assert endpoint_ports == {"http"}

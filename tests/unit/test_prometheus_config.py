@@ -1,5 +1,6 @@
 """deploy/prometheus/ checked with Debian's promtool (config, rule syntax, alert unit tests) and against the
 metrics the server really defines."""
+
 from __future__ import annotations
 
 import shutil
@@ -62,12 +63,12 @@ def test_the_ci_rewrite_changes_only_discovery_and_intervals(tmp_path):
     assert ci["rule_files"] == original["rule_files"]
     assert (rewritten / "alerts.yml").read_text() == (PROMETHEUS / "alerts.yml").read_text()
     targets = {j["job_name"]: j["static_configs"] for j in ci["scrape_configs"]}
-    assert targets == {"mnist-server": [{"targets": ["127.0.0.1:2"]}],
-                       "prometheus": [{"targets": ["127.0.0.1:4"]}]}
+    assert targets == {"mnist-server": [{"targets": ["127.0.0.1:2"]}], "prometheus": [{"targets": ["127.0.0.1:4"]}]}
 
 
 @pytest.mark.parametrize("bad", ['up{job="mnist-server"} ==', "rate(mnist_serving_requests_total[5m]"])
 def test_promtool_rejects_broken_rules(tmp_path, bad):
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump(
-        {"groups": [{"name": "g", "rules": [{"record": "x", "expr": bad}]}]}))
+    (tmp_path / "rules.yml").write_text(
+        yaml.safe_dump({"groups": [{"name": "g", "rules": [{"record": "x", "expr": bad}]}]})
+    )
     assert promtool("check", "rules", "rules.yml", cwd=tmp_path).returncode != 0

@@ -1,5 +1,6 @@
 """A version copied in file by file is "still being written", not "broken": ModelRepository with a
 fake loader, driven scan by scan (each poll_once is one scan; the test writes files between them)."""
+
 from __future__ import annotations
 
 import asyncio

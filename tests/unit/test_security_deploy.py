@@ -1,6 +1,7 @@
 """What the shipped container setup promises, read from the real files (no Docker needed):
 the image runs as a non-root numeric user, the server mounts the model volume read-only, and
 no secret can be baked into the image. (tests/e2e runs the same files for real.)"""
+
 from __future__ import annotations
 
 import re
@@ -17,7 +18,7 @@ def runtime_stage(dockerfile: str) -> list[str]:
     """The instructions of the last stage (the image that ships), one per logical line."""
     lines = dockerfile.replace("\\\n", " ").splitlines()
     stages = [i for i, line in enumerate(lines) if line.strip().upper().startswith("FROM ")]
-    return [line.strip() for line in lines[stages[-1]:] if line.strip() and not line.strip().startswith("#")]
+    return [line.strip() for line in lines[stages[-1] :] if line.strip() and not line.strip().startswith("#")]
 
 
 def test_the_image_runs_as_a_non_root_numeric_user():
@@ -43,7 +44,10 @@ def test_nothing_secret_is_copied_or_set_in_the_image():
             assert not SECRET_NAMES.search(" ".join(words[1:])), f"a secret-looking setting in the image: {line}"
         if words and words[0].upper() in ("COPY", "ADD"):
             assert not SECRET_FILES.search(" ".join(words[1:])), f"a secret-looking file copied in: {line}"
-    ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
+    ignore = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert ignore[0] == "*", "the build context must be an allowlist, so stray keys and tokens never reach it"
     assert not any(SECRET_FILES.search(line) for line in ignore if line.startswith("!")), ignore

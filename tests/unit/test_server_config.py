@@ -1,4 +1,5 @@
 """Settings from flags and MNIST_SERVER_* environment variables, validated once."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,9 +29,14 @@ def test_defaults(base):
 
 
 def test_every_flag_reads_its_environment_variable_and_the_flag_wins(base):
-    environ = {"MNIST_SERVER_MODEL_DIR": str(base), "MNIST_SERVER_PORT": "9000",
-               "MNIST_SERVER_BATCH_TIMEOUT_MS": "2.5", "MNIST_SERVER_DEVICE": "cpu",
-               "MNIST_SERVER_LOG_FORMAT": "json", "MNIST_SERVER_MAX_BATCH_SIZE": "32"}
+    environ = {
+        "MNIST_SERVER_MODEL_DIR": str(base),
+        "MNIST_SERVER_PORT": "9000",
+        "MNIST_SERVER_BATCH_TIMEOUT_MS": "2.5",
+        "MNIST_SERVER_DEVICE": "cpu",
+        "MNIST_SERVER_LOG_FORMAT": "json",
+        "MNIST_SERVER_MAX_BATCH_SIZE": "32",
+    }
     s = parse_settings(["--port", "9100"], environ=environ)
     assert s.models[0].base_path == base
     assert s.port == 9100  # flag over environment
@@ -51,16 +57,19 @@ def test_several_models_from_flags_and_environment(tmp_path, base):
     assert s.models == (ModelSource("a", base), ModelSource("b", other)) and s.default_model == "a"
 
 
-@pytest.mark.parametrize("argv, environ, message", [
-    ([], {}, "no model to serve"),
-    (["--model-dir", "/does/not/exist"], {}, "is not a directory"),
-    (["--model", "nameonly"], {}, "NAME=PATH"),
-    (["--model-dir", "BASE", "--port", "70000"], {}, "--port"),
-    (["--model-dir", "BASE", "--device", "tpu"], {}, "--device"),
-    (["--model-dir", "BASE", "--max-batch-size", "0"], {}, "--max-batch-size"),
-    (["--model-dir", "BASE", "--batch-timeout-ms", "-1"], {}, "--batch-timeout-ms"),
-    (["--model-dir", "BASE"], {"MNIST_SERVER_PORT": "eighty"}, "--port"),
-])
+@pytest.mark.parametrize(
+    "argv, environ, message",
+    [
+        ([], {}, "no model to serve"),
+        (["--model-dir", "/does/not/exist"], {}, "is not a directory"),
+        (["--model", "nameonly"], {}, "NAME=PATH"),
+        (["--model-dir", "BASE", "--port", "70000"], {}, "--port"),
+        (["--model-dir", "BASE", "--device", "tpu"], {}, "--device"),
+        (["--model-dir", "BASE", "--max-batch-size", "0"], {}, "--max-batch-size"),
+        (["--model-dir", "BASE", "--batch-timeout-ms", "-1"], {}, "--batch-timeout-ms"),
+        (["--model-dir", "BASE"], {"MNIST_SERVER_PORT": "eighty"}, "--port"),
+    ],
+)
 def test_invalid_settings_name_the_problem(base, argv, environ, message):
     argv = [str(base) if arg == "BASE" else arg for arg in argv]
     with pytest.raises(ConfigError, match=message):
@@ -71,13 +80,19 @@ def test_cross_field_checks(base):
     with pytest.raises(ConfigError, match="both 9000"):
         parse_settings(["--model-dir", str(base), "--port", "9000", "--http-port", "9000"], environ={})
     with pytest.raises(ConfigError, match="must not exceed --max-queue-images"):
-        parse_settings(["--model-dir", str(base), "--max-images-per-request", "100",
-                        "--max-queue-images", "10"], environ={})
+        parse_settings(
+            ["--model-dir", str(base), "--max-images-per-request", "100", "--max-queue-images", "10"], environ={}
+        )
     assert parse_settings(["--model-dir", str(base)], environ={}).event_loop == "uvloop"
-    assert parse_settings(["--model-dir", str(base)], environ={"MNIST_SERVER_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+    assert (
+        parse_settings(["--model-dir", str(base)], environ={"MNIST_SERVER_EVENT_LOOP": "asyncio"}).event_loop
+        == "asyncio"
+    )
     with pytest.raises(ConfigError, match="must not be below --max-decoded-pixels"):
-        parse_settings(["--model-dir", str(base), "--max-decoded-pixels", "1000",
-                        "--max-decoded-pixels-per-request", "999"], environ={})
+        parse_settings(
+            ["--model-dir", str(base), "--max-decoded-pixels", "1000", "--max-decoded-pixels-per-request", "999"],
+            environ={},
+        )
     with pytest.raises(ConfigError, match="given twice"):
         parse_settings(["--model-dir", str(base), "--model", f"mnist={base}"], environ={})
     with pytest.raises(ConfigError, match="invalid"):

@@ -1,4 +1,5 @@
 """The one table: each domain error -> its status code, with the exception's own message."""
+
 from __future__ import annotations
 
 import logging
@@ -9,23 +10,44 @@ import pytest
 from mnist_server import errors
 
 
-@pytest.mark.parametrize("exc, code, text", [
-    (errors.InvalidInput("pixels has 2 bytes", index=3), grpc.StatusCode.INVALID_ARGUMENT,
-     "image 3: pixels has 2 bytes"),
-    (errors.ModelNotFound("fashion", available=["mnist"]), grpc.StatusCode.NOT_FOUND,
-     "model 'fashion' is not served; served models: mnist"),
-    (errors.ModelNotFound("mnist", 7, available=[1, 2]), grpc.StatusCode.NOT_FOUND,
-     "version 7 of model 'mnist' is not loaded; loaded versions: 1, 2"),
-    (errors.ModelUnavailable("mnist", "no version loaded yet"), grpc.StatusCode.UNAVAILABLE,
-     "model 'mnist' is unavailable: no version loaded yet"),
-    (errors.ShuttingDown(), grpc.StatusCode.UNAVAILABLE, "shutting down"),
-    (errors.BatcherClosed(), grpc.StatusCode.UNAVAILABLE, "retry"),
-    (errors.Overloaded(100, 8, 104), grpc.StatusCode.RESOURCE_EXHAUSTED,
-     "100 images queued, 8 more would exceed the limit of 104"),
-    (errors.DeadlineExceeded("while waiting in the batch queue"), grpc.StatusCode.DEADLINE_EXCEEDED,
-     "deadline exceeded while waiting in the batch queue"),
-    (errors.ModelFailure(), grpc.StatusCode.INTERNAL, "model failed"),
-])
+@pytest.mark.parametrize(
+    "exc, code, text",
+    [
+        (
+            errors.InvalidInput("pixels has 2 bytes", index=3),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "image 3: pixels has 2 bytes",
+        ),
+        (
+            errors.ModelNotFound("fashion", available=["mnist"]),
+            grpc.StatusCode.NOT_FOUND,
+            "model 'fashion' is not served; served models: mnist",
+        ),
+        (
+            errors.ModelNotFound("mnist", 7, available=[1, 2]),
+            grpc.StatusCode.NOT_FOUND,
+            "version 7 of model 'mnist' is not loaded; loaded versions: 1, 2",
+        ),
+        (
+            errors.ModelUnavailable("mnist", "no version loaded yet"),
+            grpc.StatusCode.UNAVAILABLE,
+            "model 'mnist' is unavailable: no version loaded yet",
+        ),
+        (errors.ShuttingDown(), grpc.StatusCode.UNAVAILABLE, "shutting down"),
+        (errors.BatcherClosed(), grpc.StatusCode.UNAVAILABLE, "retry"),
+        (
+            errors.Overloaded(100, 8, 104),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "100 images queued, 8 more would exceed the limit of 104",
+        ),
+        (
+            errors.DeadlineExceeded("while waiting in the batch queue"),
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            "deadline exceeded while waiting in the batch queue",
+        ),
+        (errors.ModelFailure(), grpc.StatusCode.INTERNAL, "model failed"),
+    ],
+)
 def test_domain_errors_map_to_their_code_and_message(exc, code, text):
     got_code, message = errors.to_status(exc)
     assert got_code is code
@@ -33,8 +55,11 @@ def test_domain_errors_map_to_their_code_and_message(exc, code, text):
 
 
 def test_every_domain_error_is_in_the_table():
-    domain = {cls for cls in vars(errors).values()
-              if isinstance(cls, type) and issubclass(cls, errors.ServingError) and cls is not errors.ServingError}
+    domain = {
+        cls
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.ServingError) and cls is not errors.ServingError
+    }
     assert domain <= set(errors.STATUS_TABLE)
 
 

@@ -1,4 +1,5 @@
 """ModelRepository with a fake loader: which versions load, swap, stay and go (no TensorFlow)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -57,8 +58,14 @@ def make_repository(base: Path, keep: int = 1, loader=fake_loader) -> tuple[Mode
     def make_batcher(model):
         return Batcher(model.predict, max_batch_size=8, batch_timeout_s=0, max_queue_images=64, executor=None)
 
-    repo = ModelRepository([ModelSource("mnist", base)], device=CPU, keep_versions=keep,
-                           make_batcher=make_batcher, observer=metrics.repository_observer(), loader=loader)
+    repo = ModelRepository(
+        [ModelSource("mnist", base)],
+        device=CPU,
+        keep_versions=keep,
+        make_batcher=make_batcher,
+        observer=metrics.repository_observer(),
+        loader=loader,
+    )
     return repo, metrics
 
 

@@ -1,9 +1,9 @@
 """Fashion-MNIST's own parts of the trainer: its recipe and flip augmentation, accepting Debian's re-gzipped
 files, the offline error naming the Debian package, its data-dir variable and image preparation name."""
+
 from __future__ import annotations
 
 import gzip
-import shutil
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -11,8 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_trainer.datasets import (DEBIAN_DIR, DEBIAN_PACKAGE, FASHION_MNIST, FILE_NAMES, MNIST, TEST_LABELS,
-                                    TRAIN_IMAGES, Split, default_data_dir, file_md5, is_genuine)
+from mnist_trainer.datasets import (
+    DEBIAN_DIR,
+    DEBIAN_PACKAGE,
+    FASHION_MNIST,
+    FILE_NAMES,
+    MNIST,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    Split,
+    default_data_dir,
+    file_md5,
+    is_genuine,
+)
 from mnist_trainer.download import ensure_files
 from mnist_trainer.errors import DataMissingError
 from mnist_trainer.recipes import resolve_recipe
@@ -34,8 +45,11 @@ def _regzip(source: Path, target: Path) -> Path:
 def synthetic(tmp_path_factory):
     """Small IDX files and a spec whose published digests are theirs (.gz and decompressed)."""
     directory = write_synthetic_mnist(tmp_path_factory.mktemp("synthetic"), n_train=120, n_test=24)
-    spec = replace(FASHION_MNIST, md5={n: file_md5(directory / n) for n in FILE_NAMES},
-                   idx_md5={n: file_md5(directory / n, decompress=True) for n in FILE_NAMES})
+    spec = replace(
+        FASHION_MNIST,
+        md5={n: file_md5(directory / n) for n in FILE_NAMES},
+        idx_md5={n: file_md5(directory / n, decompress=True) for n in FILE_NAMES},
+    )
     return directory, spec
 
 
@@ -55,8 +69,13 @@ def test_only_the_fashion_recipe_flips():
     fashion, mnist = resolve_recipe("default", "cnn", "fashion-mnist"), resolve_recipe("default", "cnn", "mnist")
     assert fashion.flip and fashion.shift_pixels == 1
     # MNIST's default is as it was: a mirrored digit is not the same digit.
-    assert (mnist.optimizer, mnist.learning_rate, mnist.batch_size, mnist.epochs, mnist.shift_pixels) == \
-        ("adam", 3e-3, 128, 10, 2)
+    assert (mnist.optimizer, mnist.learning_rate, mnist.batch_size, mnist.epochs, mnist.shift_pixels) == (
+        "adam",
+        3e-3,
+        128,
+        10,
+        2,
+    )
     assert not mnist.flip and mnist.label_smoothing == 0
     assert resolve_recipe("default", "cnn") == mnist
     for dataset in ("mnist", "fashion-mnist"):  # the tutorial is the tutorial on either dataset
@@ -71,10 +90,14 @@ def test_training_batches_are_flipped_for_fashion_only(dataset, expect_flips):
     split = Split(images, np.arange(256, dtype=np.uint8))
     recipe = replace(resolve_recipe("default", "cnn", dataset), shift_pixels=0)
     batches = next(_epochs(split, 64, recipe, np.random.default_rng(2)))
-    flips = sum(int(np.array_equal(image, images[label][:, ::-1])) for batch, labels in batches
-                for image, label in zip(batch, labels))
-    same = sum(int(np.array_equal(image, images[label])) for batch, labels in batches
-               for image, label in zip(batch, labels))
+    flips = sum(
+        int(np.array_equal(image, images[label][:, ::-1]))
+        for batch, labels in batches
+        for image, label in zip(batch, labels)
+    )
+    same = sum(
+        int(np.array_equal(image, images[label])) for batch, labels in batches for image, label in zip(batch, labels)
+    )
     assert flips + same == 256
     assert (flips > 64) if expect_flips else (flips == 0)
 
@@ -155,5 +178,15 @@ def test_image_preparation_names():
     # The server picks its PNG/JPEG preparation by these exact strings from metadata.json.
     assert MNIST.image_preparation == "mnist-digit"
     assert FASHION_MNIST.image_preparation == "fashion-mnist-product"
-    assert FASHION_MNIST.class_names == ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+    assert FASHION_MNIST.class_names == (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    )

@@ -1,4 +1,5 @@
 """The trainer's pieces that need no training: flags, recipes, augmentation, metrics, data-dir default."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,25 +15,57 @@ from mnist_trainer.training import shift_images
 
 
 def test_flags_map_onto_settings(tmp_path):
-    s = parse_settings(["--data-dir", str(tmp_path), "--model-dir", "/m", "--dataset", "fashion-mnist",
-                        "--model", "linear", "--recipe", "tutorial", "--epochs", "2.5", "--batch-size", "32",
-                        "--learning-rate", "0.01", "--seed", "7", "--skip-if-exists", "--no-report",
-                        "--mirror", "http://127.0.0.1:1/a/", "--mirror", "http://127.0.0.1:1/b/"])
-    assert (s.data_dir, s.model_dir, s.dataset, s.model, s.recipe) == (tmp_path, Path("/m"), "fashion-mnist",
-                                                                     "linear", "tutorial")
+    s = parse_settings(
+        [
+            "--data-dir",
+            str(tmp_path),
+            "--model-dir",
+            "/m",
+            "--dataset",
+            "fashion-mnist",
+            "--model",
+            "linear",
+            "--recipe",
+            "tutorial",
+            "--epochs",
+            "2.5",
+            "--batch-size",
+            "32",
+            "--learning-rate",
+            "0.01",
+            "--seed",
+            "7",
+            "--skip-if-exists",
+            "--no-report",
+            "--mirror",
+            "http://127.0.0.1:1/a/",
+            "--mirror",
+            "http://127.0.0.1:1/b/",
+        ]
+    )
+    assert (s.data_dir, s.model_dir, s.dataset, s.model, s.recipe) == (
+        tmp_path,
+        Path("/m"),
+        "fashion-mnist",
+        "linear",
+        "tutorial",
+    )
     assert (s.epochs, s.steps, s.batch_size, s.learning_rate, s.seed) == (2.5, None, 32, 0.01, 7)
     assert s.skip_if_exists and not s.report
     assert s.mirrors == ("http://127.0.0.1:1/a/", "http://127.0.0.1:1/b/")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--steps", "10", "--epochs", "1"], "not allowed with argument"),
-    (["--steps", "0"], "must be greater than 0"),
-    (["--batch-size", "ten"], "expected a int"),
-    (["--learning-rate", "-1"], "must be greater than 0"),
-    (["--model", "resnet"], "invalid choice"),
-    ([], "--model-dir"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "10", "--epochs", "1"], "not allowed with argument"),
+        (["--steps", "0"], "must be greater than 0"),
+        (["--batch-size", "ten"], "expected a int"),
+        (["--learning-rate", "-1"], "must be greater than 0"),
+        (["--model", "resnet"], "invalid choice"),
+        ([], "--model-dir"),
+    ],
+)
 def test_bad_flags_exit_2_with_a_message(argv, message, capsys):
     base = [] if not argv else ["--model-dir", "/m"]
     with pytest.raises(SystemExit) as info:

@@ -1,4 +1,5 @@
 """Versioned, atomic publishing into a TensorFlow Serving model base path."""
+
 from __future__ import annotations
 
 import subprocess

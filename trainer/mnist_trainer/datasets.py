@@ -1,4 +1,5 @@
 """The two MNIST-style datasets: their files, checksums, mirrors and class names; loading and splitting."""
+
 from __future__ import annotations
 
 import gzip
@@ -48,32 +49,62 @@ class DatasetSpec:
 MNIST = DatasetSpec(
     name="mnist",
     class_names=tuple(str(d) for d in range(10)),
-    md5={TRAIN_IMAGES: "f68b3c2dcbeaaa9fbdd348bbdeb94873", TRAIN_LABELS: "d53e105ee54ea40749a09fcbcd1e9432",
-         TEST_IMAGES: "9fb629c4189551a2d022fa330f9573f3", TEST_LABELS: "ec29112dd5afa0611ce80d1b7f02629c"},
-    mirrors=("https://storage.googleapis.com/cvdf-datasets/mnist/",
-             "https://ossci-datasets.s3.amazonaws.com/mnist/",
-             "http://yann.lecun.com/exdb/mnist/"),
-    idx_md5={TRAIN_IMAGES: "6bbc9ace898e44ae57da46a324031adb", TRAIN_LABELS: "a25bea736e30d166cdddb491f175f624",
-             TEST_IMAGES: "2646ac647ad5339dbf082846283269ea", TEST_LABELS: "27ae3e4e09519cfbb04c329615203637"},
+    md5={
+        TRAIN_IMAGES: "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        TRAIN_LABELS: "d53e105ee54ea40749a09fcbcd1e9432",
+        TEST_IMAGES: "9fb629c4189551a2d022fa330f9573f3",
+        TEST_LABELS: "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    mirrors=(
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ),
+    idx_md5={
+        TRAIN_IMAGES: "6bbc9ace898e44ae57da46a324031adb",
+        TRAIN_LABELS: "a25bea736e30d166cdddb491f175f624",
+        TEST_IMAGES: "2646ac647ad5339dbf082846283269ea",
+        TEST_LABELS: "27ae3e4e09519cfbb04c329615203637",
+    },
     data_dir_env="MNIST_DATA_DIR",
     image_preparation="mnist-digit",
 )
 
 FASHION_MNIST = DatasetSpec(
     name="fashion-mnist",
-    class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-    md5={TRAIN_IMAGES: "8d4fb7e6c68d591d4c3dfef9ec88bf0d", TRAIN_LABELS: "25c81989df183df01b3e8a0aad5dffbe",
-         TEST_IMAGES: "bef4ecab320f06d8554ea6380940ec79", TEST_LABELS: "bb300cfdad3c16e7a12a480ee83cd310"},
-    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-             "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
-             "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
-    idx_md5={TRAIN_IMAGES: "f4a8712d7a061bf5bd6d2ca38dc4d50a", TRAIN_LABELS: "9018921c3c673c538a1fc5bad174d6f9",
-             TEST_IMAGES: "8181f5470baa50b63fa0f6fddb340f0a", TEST_LABELS: "15d484375f8d13e6eb1aabb0c3f46965"},
+    class_names=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    md5={
+        TRAIN_IMAGES: "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        TRAIN_LABELS: "25c81989df183df01b3e8a0aad5dffbe",
+        TEST_IMAGES: "bef4ecab320f06d8554ea6380940ec79",
+        TEST_LABELS: "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    mirrors=(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    ),
+    idx_md5={
+        TRAIN_IMAGES: "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        TRAIN_LABELS: "9018921c3c673c538a1fc5bad174d6f9",
+        TEST_IMAGES: "8181f5470baa50b63fa0f6fddb340f0a",
+        TEST_LABELS: "15d484375f8d13e6eb1aabb0c3f46965",
+    },
     data_dir_env="FASHION_MNIST_DATA_DIR",
     image_preparation="fashion-mnist-product",
     package_hint=f"or install Debian's package {DEBIAN_PACKAGE} (apt-get install {DEBIAN_PACKAGE}) and pass "
-                 f"--data-dir {DEBIAN_DIR}",
+    f"--data-dir {DEBIAN_DIR}",
 )
 
 DATASETS = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
@@ -133,8 +164,7 @@ def _load_pair(directory: Path, images_name: str, labels_name: str, n_classes: i
     images = read_idx(images_path, ndim=3)
     labels = read_idx(labels_path, ndim=1)
     if images.shape[1:] != (28, 28):
-        raise DataFileError(images_path, f"holds images of {images.shape[1]}x{images.shape[2]} pixels, "
-                                         "expected 28x28")
+        raise DataFileError(images_path, f"holds images of {images.shape[1]}x{images.shape[2]} pixels, expected 28x28")
     if len(images) != len(labels):
         raise DataFileError(labels_path, f"has {len(labels)} labels but {images_name} has {len(images)} images")
     if len(labels) and labels.max() >= n_classes:
@@ -149,8 +179,7 @@ def load_splits(directory: Path, spec: DatasetSpec) -> Splits:
     test = _load_pair(directory, TEST_IMAGES, TEST_LABELS, n_classes)
     n_validation = round(len(train) * VALIDATION_FRACTION)
     if len(train) - n_validation < 1 or n_validation < 1 or len(test) < 1:
-        raise DataFileError(directory / TRAIN_IMAGES,
-                            f"too few images to split ({len(train)} train, {len(test)} test)")
+        raise DataFileError(directory / TRAIN_IMAGES, f"too few images to split ({len(train)} train, {len(test)} test)")
     cut = len(train) - n_validation
     return Splits(
         train=Split(train.images[:cut], train.labels[:cut]),

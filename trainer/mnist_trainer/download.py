@@ -3,6 +3,7 @@
 A file passes when its md5 is the published one, or when the IDX bytes it decompresses to have the published
 content's md5: a mirror that re-gzipped the files (as Debian's package did) serves the same data.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,7 +36,7 @@ def ensure_files(directory: Path, spec: DatasetSpec, mirrors: tuple[str, ...] | 
         try:
             fetch(name, spec, directory / name, mirrors)
         except DataMissingError as exc:
-            others = missing[i + 1:]
+            others = missing[i + 1 :]
             raise DataMissingError(f"{exc}" + (f" (also missing: {', '.join(others)})" if others else "")) from None
 
 
@@ -46,8 +47,9 @@ def fetch(name: str, spec: DatasetSpec, target: Path, mirrors: tuple[str, ...]) 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataMissingError(f"{name} is missing and {target.parent} cannot be created "
-                               f"({exc.strerror}){other_way}") from None
+        raise DataMissingError(
+            f"{name} is missing and {target.parent} cannot be created ({exc.strerror}){other_way}"
+        ) from None
     failures = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name
@@ -65,7 +67,8 @@ def fetch(name: str, spec: DatasetSpec, target: Path, mirrors: tuple[str, ...]) 
         log.warning("%s", failures[-1])
     raise DataMissingError(
         f"{name} is missing: put the file at {target} (md5 {md5}){other_way}; "
-        f"downloading it failed from every mirror: " + "; ".join(failures))
+        f"downloading it failed from every mirror: " + "; ".join(failures)
+    )
 
 
 class _Md5Mismatch(Exception):

@@ -3,6 +3,7 @@
 The CLI prints `mnist-trainer: error: <message>` for these and exits non-zero; anything else is a bug and
 keeps its traceback.
 """
+
 from __future__ import annotations
 
 

@@ -3,6 +3,7 @@
 Scaling happens inside the graph, so any client (or TensorFlow Serving itself) can send the pixels as they
 are, and the SavedModel needs no project code to load.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+
 from mnist_serving.layout import LABELS_FILE, METADATA_FILE
 
 from .training import to_model_input
@@ -47,7 +49,7 @@ def write_saved_model(model: keras.Model, directory: Path, class_names: tuple[st
 def predict_with_export(directory: Path, images: np.ndarray) -> dict[str, np.ndarray]:
     """Runs the exported signature exactly as a server would (bare tf.saved_model.load), in batches."""
     serve = tf.saved_model.load(str(directory)).signatures[SIGNATURE]
-    parts = [serve(**{INPUT_NAME: tf.constant(images[i:i + _BATCH])}) for i in range(0, len(images), _BATCH)]
+    parts = [serve(**{INPUT_NAME: tf.constant(images[i : i + _BATCH])}) for i in range(0, len(images), _BATCH)]
     return {key: np.concatenate([p[key].numpy() for p in parts]) for key in parts[0]}
 
 

@@ -1,10 +1,12 @@
 """The trainer's view of IDX files (the reader and writer are mnist_serving.idx): uint8 only, and every
 broken file raises the trainer's DataFileError naming the file."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
 from mnist_serving import idx
 from mnist_serving.idx import write_idx
 

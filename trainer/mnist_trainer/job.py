@@ -1,9 +1,10 @@
 """One trainer run, start to finish: data, model, training, export, report."""
+
 from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from mnist_serving.layout import CLASS_NAMES_FIELD, IMAGE_PREPARATION_FIELD, TFLITE_FIELD
 
@@ -27,10 +28,23 @@ def run(settings: Settings) -> int:
     prepare_base(settings.model_dir)
     ensure_files(settings.data_dir, spec, settings.mirrors)
     splits = load_splits(settings.data_dir, spec)
-    log.info("%s from %s: %d train, %d validation, %d test images", spec.name, settings.data_dir,
-             len(splits.train), len(splits.validation), len(splits.test))
-    recipe = resolve_recipe(settings.recipe, settings.model, spec.name, epochs=settings.epochs, steps=settings.steps,
-                            batch_size=settings.batch_size, learning_rate=settings.learning_rate)
+    log.info(
+        "%s from %s: %d train, %d validation, %d test images",
+        spec.name,
+        settings.data_dir,
+        len(splits.train),
+        len(splits.validation),
+        len(splits.test),
+    )
+    recipe = resolve_recipe(
+        settings.recipe,
+        settings.model,
+        spec.name,
+        epochs=settings.epochs,
+        steps=settings.steps,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+    )
 
     import keras
     import tensorflow as tf
@@ -58,41 +72,65 @@ def run(settings: Settings) -> int:
         test_accuracy = float(matrix.trace() / matrix.sum())
         # Raises ExportError unless model.tflite answers as the SavedModel did: then nothing is published.
         tflite = write_tflite(staging, splits.test.images, reference, settings.threads)
-        log.info("%s: %.0f kB, same classes as the SavedModel on all %d test images, probabilities within "
-                 "%.1g (converted in %.1f s, verified in %.1f s)", tflite["file"], tflite["bytes"] / 1000,
-                 tflite["verified_images"], tflite["max_abs_probability_difference"], tflite["convert_seconds"],
-                 tflite["verify_seconds"])
+        log.info(
+            "%s: %.0f kB, same classes as the SavedModel on all %d test images, probabilities within "
+            "%.1g (converted in %.1f s, verified in %.1f s)",
+            tflite["file"],
+            tflite["bytes"] / 1000,
+            tflite["verified_images"],
+            tflite["max_abs_probability_difference"],
+            tflite["convert_seconds"],
+            tflite["verify_seconds"],
+        )
         metadata = {
             "dataset": spec.name,
             "model": settings.model,
             CLASS_NAMES_FIELD: list(spec.class_names),
             # How the server turns a PNG/JPEG into the 28x28 input this model expects (docs/fashion-mnist.md).
             IMAGE_PREPARATION_FIELD: spec.image_preparation,
-            "hyperparameters": {"recipe": settings.recipe, **recipe.as_dict(), "steps_run": result.steps,
-                                "epochs_run": result.epochs, "best_step": result.best_step},
+            "hyperparameters": {
+                "recipe": settings.recipe,
+                **recipe.as_dict(),
+                "steps_run": result.steps,
+                "epochs_run": result.epochs,
+                "best_step": result.best_step,
+            },
             "test_accuracy": test_accuracy,
             "validation_accuracy": result.best_validation_accuracy,
             "per_class_accuracy": dict(zip(spec.class_names, per_class_accuracy(matrix).tolist())),
-            "examples": {"train": len(splits.train), "validation": len(splits.validation),
-                         "test": len(splits.test)},
+            "examples": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
             "training_seconds": round(result.training_seconds, 2),
             "images_per_second": round(result.images_per_second, 1),
             "seed": settings.seed,
             "trainer_version": __version__,
             "tensorflow_version": tf.__version__,
-            "signature": {"name": "serving_default", "inputs": {"images": "uint8 [-1, 28, 28]"},
-                          "outputs": {"probabilities": "float32 [-1, 10]", "classes": "int64 [-1]",
-                                      "logits": "float32 [-1, 10]"}},
+            "signature": {
+                "name": "serving_default",
+                "inputs": {"images": "uint8 [-1, 28, 28]"},
+                "outputs": {"probabilities": "float32 [-1, 10]", "classes": "int64 [-1]", "logits": "float32 [-1, 10]"},
+            },
             TFLITE_FIELD: tflite,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         write_metadata(staging, metadata)
         if settings.report:
-            write_report(staging / "report", model, splits.test.images, splits.test.labels, predicted,
-                         spec.class_names, {**metadata, "history": result.history})
+            write_report(
+                staging / "report",
+                model,
+                splits.test.images,
+                splits.test.labels,
+                predicted,
+                spec.class_names,
+                {**metadata, "history": result.history},
+            )
         summary["test_accuracy"] = test_accuracy
 
     version, path = publish(settings.model_dir, write_version)
-    log.info("exported version %d to %s: test accuracy %.2f%% (%.0f s in all)", version, path,
-             100 * summary["test_accuracy"], time.perf_counter() - started)
+    log.info(
+        "exported version %d to %s: test accuracy %.2f%% (%.0f s in all)",
+        version,
+        path,
+        100 * summary["test_accuracy"],
+        time.perf_counter() - started,
+    )
     return 0

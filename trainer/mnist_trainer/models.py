@@ -1,4 +1,5 @@
 """The two architectures. Both take float32 images [N, 28, 28, 1] scaled to [0, 1] and return logits [N, 10]."""
+
 from __future__ import annotations
 
 import keras

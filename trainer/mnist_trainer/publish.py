@@ -4,6 +4,7 @@ A version is written into a dot-directory inside the base path (same filesystem,
 dot-directories), then renamed to the next free integer. A server polling the base path therefore sees either
 no new version or a complete one, even if the trainer is killed half way.
 """
+
 from __future__ import annotations
 
 import errno
@@ -11,8 +12,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from mnist_serving import layout
 from mnist_serving.layout import STAGING_PREFIX
@@ -20,6 +21,7 @@ from mnist_serving.layout import STAGING_PREFIX
 from .errors import ExportError
 
 log = logging.getLogger(__name__)
+
 
 def existing_versions(base: Path) -> list[int]:
     """The version directories in `base`, ascending (mnist_serving.layout's rule, which the server reads by)."""

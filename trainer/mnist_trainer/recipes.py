@@ -1,4 +1,5 @@
 """Training recipes: the tutorials' exact settings, and our faster-converging default schedules per dataset."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
@@ -31,33 +32,56 @@ _TUTORIAL = {
     "linear": Recipe(optimizer="sgd", learning_rate=0.5, batch_size=100, steps=1_000),
 }
 
-_LINEAR = Recipe(optimizer="adam", learning_rate=3e-3, batch_size=128, epochs=10,
-                 schedule="warmup-cosine", warmup_fraction=0.03)
+_LINEAR = Recipe(
+    optimizer="adam", learning_rate=3e-3, batch_size=128, epochs=10, schedule="warmup-cosine", warmup_fraction=0.03
+)
 
 # Ours: a short warm-up then cosine decay lets a high peak rate converge in few epochs.
 _DEFAULT = {
     # Shifts of up to 2 pixels are the augmentation that helps MNIST digits most (they are centred by centre
     # of mass); never flips: a mirrored digit is another glyph or none.
     "mnist": {
-        "cnn": Recipe(optimizer="adam", learning_rate=3e-3, batch_size=128, epochs=10,
-                      schedule="warmup-cosine", warmup_fraction=0.03, shift_pixels=2),
+        "cnn": Recipe(
+            optimizer="adam",
+            learning_rate=3e-3,
+            batch_size=128,
+            epochs=10,
+            schedule="warmup-cosine",
+            warmup_fraction=0.03,
+            shift_pixels=2,
+        ),
         "linear": _LINEAR,
     },
     # A mirrored garment is still the same garment, so flips double the data. Garments fill the frame, so
     # shifts stay at 1 pixel. With these the network's size limits it more than overfitting does
     # (docs/fashion-mnist.md): 20 epochs, and no dropout or weight decay, which measured worse.
     "fashion-mnist": {
-        "cnn": Recipe(optimizer="adam", learning_rate=3e-3, batch_size=128, epochs=20,
-                      schedule="warmup-cosine", warmup_fraction=0.03, shift_pixels=1, flip=True,
-                      label_smoothing=0.1),
+        "cnn": Recipe(
+            optimizer="adam",
+            learning_rate=3e-3,
+            batch_size=128,
+            epochs=20,
+            schedule="warmup-cosine",
+            warmup_fraction=0.03,
+            shift_pixels=1,
+            flip=True,
+            label_smoothing=0.1,
+        ),
         "linear": _LINEAR,
     },
 }
 
 
-def resolve_recipe(name: str, architecture: str, dataset: str = "mnist", *, epochs: float | None = None,
-                   steps: int | None = None, batch_size: int | None = None,
-                   learning_rate: float | None = None) -> Recipe:
+def resolve_recipe(
+    name: str,
+    architecture: str,
+    dataset: str = "mnist",
+    *,
+    epochs: float | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+) -> Recipe:
     """The named recipe for `architecture` on `dataset`, with any flags the user gave taking precedence."""
     recipe = _TUTORIAL[architecture] if name == "tutorial" else _DEFAULT[dataset][architecture]
     if steps is not None:

@@ -4,6 +4,7 @@ confusion_matrix.png, misclassified.png (3x3 test errors), and for the CNN conv1
 red positive), conv1_outputs.png and conv2_outputs.png (one test image through the conv layers); for the
 linear model linear_weights.png instead of the conv plots.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
 
 DPI = 100
 
@@ -32,8 +32,15 @@ def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
     return np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
 
 
-def write_report(directory: Path, model: keras.Model, images: np.ndarray, labels: np.ndarray,
-                 predicted: np.ndarray, class_names: tuple[str, ...], metrics: dict) -> list[Path]:
+def write_report(
+    directory: Path,
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    class_names: tuple[str, ...],
+    metrics: dict,
+) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     matrix = confusion_matrix(labels, predicted, len(class_names))
     written = [
@@ -45,11 +52,15 @@ def write_report(directory: Path, model: keras.Model, images: np.ndarray, labels
         written.append(_plot_filters(directory / "conv1_filters.png", model.get_layer("conv1").kernel.numpy()))
         written += _plot_conv_outputs(directory, model, images[0], class_names[labels[0]])
     else:
-        written.append(_plot_linear_weights(directory / "linear_weights.png",
-                                            model.get_layer("logits").kernel.numpy(), class_names))
+        written.append(
+            _plot_linear_weights(
+                directory / "linear_weights.png", model.get_layer("logits").kernel.numpy(), class_names
+            )
+        )
     metrics_path = directory / "metrics.json"
-    metrics_path.write_text(json.dumps({**metrics, "confusion_matrix": matrix.tolist()}, indent=2) + "\n",
-                            encoding="utf-8")
+    metrics_path.write_text(
+        json.dumps({**metrics, "confusion_matrix": matrix.tolist()}, indent=2) + "\n", encoding="utf-8"
+    )
     return [*written, metrics_path]
 
 
@@ -71,8 +82,15 @@ def _plot_confusion(path: Path, matrix: np.ndarray, class_names: tuple[str, ...]
     threshold = matrix.max() / 2
     for (row, col), count in np.ndenumerate(matrix):
         if count:
-            ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
-                    color="white" if count > threshold else "black")
+            ax.text(
+                col,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if count > threshold else "black",
+            )
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"Confusion matrix: {100 * accuracy:.2f}% of {matrix.sum()} test images correct")
     return _save(fig, path)
@@ -85,10 +103,12 @@ def _plot_errors(path: Path, images, labels, predicted, class_names) -> Path:
         ax.set_axis_off()
         if index is not None:
             ax.imshow(images[index], cmap="binary")
-            ax.set_title(f"true {class_names[labels[index]]}\npredicted {class_names[predicted[index]]}",
-                         fontsize=9)
-    fig.suptitle(f"Misclassified test images ({np.count_nonzero(labels != predicted)} in all)"
-                 if len(wrong) else "No misclassified test images")
+            ax.set_title(f"true {class_names[labels[index]]}\npredicted {class_names[predicted[index]]}", fontsize=9)
+    fig.suptitle(
+        f"Misclassified test images ({np.count_nonzero(labels != predicted)} in all)"
+        if len(wrong)
+        else "No misclassified test images"
+    )
     return _save(fig, path)
 
 

@@ -1,4 +1,5 @@
 """What one training run is asked to do: the parsed command line (cli.py builds it, job.py runs it)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@ The server (and TF Serving's --prefer_tflite_model) may answer from this file in
 `verify` runs it in the runtime the server uses (ai-edge-litert) on the whole test set and raises ExportError
 on any difference; `publish` then discards the version.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
 from mnist_serving.layout import TFLITE_FILE
 
 from .errors import ExportError
@@ -39,8 +41,10 @@ def saved_model_signature(directory: Path) -> dict:
     """{"inputs"|"outputs": {name: (dtype, shape)}} of the serving signature, unknown sizes as -1 (as LiteRT)."""
     serve = tf.saved_model.load(str(directory)).signatures[SIGNATURE]
     inputs, outputs = serve.structured_input_signature[1], serve.structured_outputs
-    return {"inputs": {k: _spec(s.dtype.name, s.shape.as_list()) for k, s in inputs.items()},
-            "outputs": {k: _spec(s.dtype.name, s.shape.as_list()) for k, s in outputs.items()}}
+    return {
+        "inputs": {k: _spec(s.dtype.name, s.shape.as_list()) for k, s in inputs.items()},
+        "outputs": {k: _spec(s.dtype.name, s.shape.as_list()) for k, s in outputs.items()},
+    }
 
 
 def write_tflite(directory: Path, images: np.ndarray, reference: dict[str, np.ndarray], threads: int) -> dict:
@@ -51,14 +55,21 @@ def write_tflite(directory: Path, images: np.ndarray, reference: dict[str, np.nd
     figures = verify(data, images, reference, saved_model_signature(directory), threads)
     (directory / TFLITE_FILE).write_bytes(data)
     # The server checks the digest: the file it runs is the one proven here.
-    return {"file": TFLITE_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-            "converter": CONVERTER, "runtime": runtime_version(),
-            **figures, "convert_seconds": round(converted - started, 2),
-            "verify_seconds": round(time.perf_counter() - converted, 2)}
+    return {
+        "file": TFLITE_FILE,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "converter": CONVERTER,
+        "runtime": runtime_version(),
+        **figures,
+        "convert_seconds": round(converted - started, 2),
+        "verify_seconds": round(time.perf_counter() - converted, 2),
+    }
 
 
-def verify(data: bytes, images: np.ndarray, reference: dict[str, np.ndarray], signature: dict,
-           threads: int = 1) -> dict:
+def verify(
+    data: bytes, images: np.ndarray, reference: dict[str, np.ndarray], signature: dict, threads: int = 1
+) -> dict:
     """Runs `data` with ai-edge-litert on `images` and compares it with the SavedModel.
 
     `reference` is the SavedModel's output on the same images (classes, probabilities, logits) and
@@ -73,17 +84,22 @@ def verify(data: bytes, images: np.ndarray, reference: dict[str, np.ndarray], si
         raise ExportError(f"{TFLITE_FILE} does not load in {runtime_version()}: {exc}") from exc
     runner = _runner_with_signature(interpreter, signature)
     (input_name,) = signature["inputs"]
-    parts = [runner(**{input_name: images[i:i + _CHUNK]}) for i in range(0, len(images), _CHUNK)]
+    parts = [runner(**{input_name: images[i : i + _CHUNK]}) for i in range(0, len(images), _CHUNK)]
     got = {key: np.concatenate([p[key] for p in parts]) for key in reference}
 
-    problems = [f"{key} has shape {got[key].shape}, the SavedModel's {ref.shape}"
-                for key, ref in reference.items() if got[key].shape != ref.shape]
+    problems = [
+        f"{key} has shape {got[key].shape}, the SavedModel's {ref.shape}"
+        for key, ref in reference.items()
+        if got[key].shape != ref.shape
+    ]
     if not problems:
         differ = np.flatnonzero(got["classes"] != reference["classes"])
         if len(differ):
             i = differ[0]
-            problems.append(f"classes differ on {len(differ)} of {len(images)} test images (first: image {i}, "
-                            f"class {got['classes'][i]}, the SavedModel's {reference['classes'][i]})")
+            problems.append(
+                f"classes differ on {len(differ)} of {len(images)} test images (first: image {i}, "
+                f"class {got['classes'][i]}, the SavedModel's {reference['classes'][i]})"
+            )
         differences = {}
         for key in ("probabilities", "logits"):
             bad = np.count_nonzero(~np.isfinite(got[key]).all(axis=1))
@@ -91,8 +107,9 @@ def verify(data: bytes, images: np.ndarray, reference: dict[str, np.ndarray], si
                 problems.append(f"{key} are NaN or infinite for {bad} of {len(images)} test images")
             differences[key] = float(np.max(np.abs(got[key] - reference[key]), initial=0.0))
         if not differences["probabilities"] <= TOLERANCE:  # written so that NaN fails too
-            problems.append(f"probabilities differ by up to {differences['probabilities']:.2g}, more than "
-                            f"{TOLERANCE:g}")
+            problems.append(
+                f"probabilities differ by up to {differences['probabilities']:.2g}, more than {TOLERANCE:g}"
+            )
         # Logits are recorded, not held to a tolerance: their scale depends on training, and what clients
         # read (classes, probabilities) is already held to one.
     if problems:
@@ -113,8 +130,10 @@ def _spec(dtype: str, shape) -> tuple[str, tuple[int, ...]]:
 def _runner_with_signature(interpreter, signature: dict):
     """The serving signature's runner, once names, dtypes and shapes are exactly the SavedModel's."""
     expected = {SIGNATURE: {kind: sorted(signature[kind]) for kind in ("inputs", "outputs")}}
-    found = {name: {kind: sorted(names) for kind, names in entry.items()}
-             for name, entry in interpreter.get_signature_list().items()}
+    found = {
+        name: {kind: sorted(names) for kind, names in entry.items()}
+        for name, entry in interpreter.get_signature_list().items()
+    }
     if found != expected:
         raise ExportError(f"{TFLITE_FILE} has the signatures {found}, the SavedModel {expected}")
     runner = interpreter.get_signature_runner(SIGNATURE)
@@ -124,6 +143,7 @@ def _runner_with_signature(interpreter, signature: dict):
             d = details[kind][name]
             got = _spec(np.dtype(d["dtype"]).name, d["shape_signature"])
             if got != spec:
-                raise ExportError(f"{TFLITE_FILE}'s {name} is {got[0]} {list(got[1])}, "
-                                  f"the SavedModel's {spec[0]} {list(spec[1])}")
+                raise ExportError(
+                    f"{TFLITE_FILE}'s {name} is {got[0]} {list(got[1])}, the SavedModel's {spec[0]} {list(spec[1])}"
+                )
     return runner

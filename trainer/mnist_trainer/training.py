@@ -1,5 +1,6 @@
 """The training loop: seeded shuffling and augmentation in numpy, one compiled train step, progress lines,
 validation after every epoch, and the weights of the best validation accuracy kept."""
+
 from __future__ import annotations
 
 import logging
@@ -62,8 +63,11 @@ def make_optimizer(recipe: Recipe, total_steps: int) -> keras.optimizers.Optimiz
     if recipe.schedule == "warmup-cosine":
         warmup = int(total_steps * recipe.warmup_fraction)
         learning_rate = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0, decay_steps=max(1, total_steps - warmup),
-            warmup_target=recipe.learning_rate, warmup_steps=warmup)
+            initial_learning_rate=0.0,
+            decay_steps=max(1, total_steps - warmup),
+            warmup_target=recipe.learning_rate,
+            warmup_steps=warmup,
+        )
     if recipe.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate)
     return keras.optimizers.Adam(learning_rate)
@@ -76,8 +80,9 @@ class Predictor:
         self._run = tf.function(lambda x: model(to_model_input(x), training=False), input_signature=[_IMAGES])
 
     def logits(self, images: np.ndarray) -> np.ndarray:
-        return np.concatenate([self._run(images[i:i + EVAL_BATCH]).numpy()
-                               for i in range(0, len(images), EVAL_BATCH)])
+        return np.concatenate(
+            [self._run(images[i : i + EVAL_BATCH]).numpy() for i in range(0, len(images), EVAL_BATCH)]
+        )
 
     def accuracy(self, split: Split) -> float:
         return float(np.mean(self.logits(split.images).argmax(axis=1) == split.labels))
@@ -99,8 +104,10 @@ class _Window:
         self.seconds += seconds
 
     def summary(self) -> str:
-        return (f"loss {self.loss_sum / self.seen:.4f}  train acc {100 * self.correct / self.seen:.2f}%  "
-                f"{self.seen / max(self.seconds, 1e-9):.0f} images/s")
+        return (
+            f"loss {self.loss_sum / self.seen:.4f}  train acc {100 * self.correct / self.seen:.2f}%  "
+            f"{self.seen / max(self.seconds, 1e-9):.0f} images/s"
+        )
 
 
 def _epochs(train_split: Split, batch: int, recipe: Recipe, rng: np.random.Generator):
@@ -111,7 +118,7 @@ def _epochs(train_split: Split, batch: int, recipe: Recipe, rng: np.random.Gener
         if recipe.flip:
             images = flip_images(images, rng)
         labels = train_split.labels[order]
-        yield [(images[i:i + batch], labels[i:i + batch]) for i in range(0, len(labels), batch)]
+        yield [(images[i : i + batch], labels[i : i + batch]) for i in range(0, len(labels), batch)]
 
 
 def train(model: keras.Model, splits: Splits, recipe: Recipe, seed: int, log_every: int = 100) -> TrainResult:
@@ -139,15 +146,23 @@ def train(model: keras.Model, splits: Splits, recipe: Recipe, seed: int, log_eve
         correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1) == tf.cast(labels, tf.int64), tf.int32))
         return loss, correct
 
-    log.info("training %s for %d steps (%.1f epochs of %d images, batch %d), recipe %s",
-             model.name, total_steps, total_steps / steps_per_epoch, n_train, batch, recipe.as_dict())
-    result = TrainResult(steps=0, epochs=0.0, best_step=0, best_validation_accuracy=-1.0,
-                         training_seconds=0.0, images_per_second=0.0)
+    log.info(
+        "training %s for %d steps (%.1f epochs of %d images, batch %d), recipe %s",
+        model.name,
+        total_steps,
+        total_steps / steps_per_epoch,
+        n_train,
+        batch,
+        recipe.as_dict(),
+    )
+    result = TrainResult(
+        steps=0, epochs=0.0, best_step=0, best_validation_accuracy=-1.0, training_seconds=0.0, images_per_second=0.0
+    )
     best_weights = None
     started = time.perf_counter()
     step, total, window = 0, _Window(), _Window()
     for batches in _epochs(splits.train, batch, recipe, np.random.default_rng(seed)):
-        for images, labels in batches[:total_steps - step]:
+        for images, labels in batches[: total_steps - step]:
             t0 = time.perf_counter()
             loss, correct = train_step(images, labels)
             loss, correct, elapsed = float(loss), int(correct), time.perf_counter() - t0
@@ -157,26 +172,45 @@ def train(model: keras.Model, splits: Splits, recipe: Recipe, seed: int, log_eve
             if not math.isfinite(loss):
                 raise TrainingDivergedError(f"loss became {loss} at step {step}; try a lower --learning-rate")
             if step % log_every == 0 or step == total_steps:
-                log.info("step %d/%d  epoch %.2f  %s  lr %.2e", step, total_steps, step / steps_per_epoch,
-                         window.summary(), float(optimizer.learning_rate))
+                log.info(
+                    "step %d/%d  epoch %.2f  %s  lr %.2e",
+                    step,
+                    total_steps,
+                    step / steps_per_epoch,
+                    window.summary(),
+                    float(optimizer.learning_rate),
+                )
                 window = _Window()
         validation = predictor.accuracy(splits.validation)
         is_best = validation > result.best_validation_accuracy
         if is_best:
             best_weights = [w.numpy() for w in model.weights]
             result.best_step, result.best_validation_accuracy = step, validation
-        result.history.append({"step": step, "epoch": round(step / steps_per_epoch, 3),
-                               "validation_accuracy": validation,
-                               "seconds": round(time.perf_counter() - started, 2)})
-        log.info("epoch %.2f: validation accuracy %.2f%%%s", step / steps_per_epoch, 100 * validation,
-                 " (best so far)" if is_best else "")
+        result.history.append(
+            {
+                "step": step,
+                "epoch": round(step / steps_per_epoch, 3),
+                "validation_accuracy": validation,
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+        )
+        log.info(
+            "epoch %.2f: validation accuracy %.2f%%%s",
+            step / steps_per_epoch,
+            100 * validation,
+            " (best so far)" if is_best else "",
+        )
         if step == total_steps:
             break
     model.set_weights(best_weights)
     result.steps, result.epochs = step, round(step / steps_per_epoch, 3)
     result.training_seconds = time.perf_counter() - started
     result.images_per_second = total.seen / max(total.seconds, 1e-9)
-    log.info("kept the weights of step %d (validation accuracy %.2f%%); %.1f s, %.0f images/s",
-             result.best_step, 100 * result.best_validation_accuracy, result.training_seconds,
-             result.images_per_second)
+    log.info(
+        "kept the weights of step %d (validation accuracy %.2f%%); %.1f s, %.0f images/s",
+        result.best_step,
+        100 * result.best_validation_accuracy,
+        result.training_seconds,
+        result.images_per_second,
+    )
     return result

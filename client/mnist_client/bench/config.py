@@ -1,4 +1,5 @@
 """What a load run does (``BenchConfig``) and the request payloads it sends."""
+
 from __future__ import annotations
 
 import io
@@ -9,8 +10,8 @@ import numpy as np
 from PIL import Image
 
 from mnist_client.channel import DEFAULT_TIMEOUT, TlsConfig
-from mnist_serving.images import SIDE
 from mnist_client.requests import build_request
+from mnist_serving.images import SIDE
 from mnist_serving.v1 import classifier_pb2 as pb
 
 Encoding = Literal["packed", "pixels", "png"]
@@ -61,8 +62,9 @@ class BenchConfig:
         if self.warmup < 0:
             raise ValueError(f"warmup must not be negative, got {self.warmup}")
         if self.rate is None and self.processes > self.concurrency:
-            raise ValueError(f"closed loop: processes ({self.processes}) cannot exceed "
-                             f"concurrency ({self.concurrency})")
+            raise ValueError(
+                f"closed loop: processes ({self.processes}) cannot exceed concurrency ({self.concurrency})"
+            )
 
     @property
     def mode(self) -> str:
@@ -88,12 +90,13 @@ def random_digits(count: int = RANDOM_IMAGES, seed: int = 0) -> np.ndarray:
     for image in images:
         rows, cols = rng.integers(4, 24, size=(2, 12))
         for r, c in zip(rows, cols):
-            image[r:r + 3, c:c + 3] = rng.integers(128, 256)
+            image[r : r + 3, c : c + 3] = rng.integers(128, 256)
     return images
 
 
-def build_payloads(images: np.ndarray, batch: int, encoding: Encoding, model: str = "",
-                   distinct: int = DISTINCT_PAYLOADS) -> list[bytes]:
+def build_payloads(
+    images: np.ndarray, batch: int, encoding: Encoding, model: str = "", distinct: int = DISTINCT_PAYLOADS
+) -> list[bytes]:
     """Serialized ``ClassifyRequest`` messages of ``batch`` images each, cycling through ``images``."""
     spec = pb.ModelSpec(name=model) if model else None
     payloads = []
@@ -122,9 +125,14 @@ def split(total: int, parts: int) -> list[int]:
 
 
 def plans(config: BenchConfig, payloads: list[bytes]) -> list[WorkerPlan]:
-    shares = split(config.concurrency, config.processes) if config.rate is None else \
-        [max(1, c) for c in split(config.concurrency, config.processes)]
+    shares = (
+        split(config.concurrency, config.processes)
+        if config.rate is None
+        else [max(1, c) for c in split(config.concurrency, config.processes)]
+    )
     quotas = split(config.requests, config.processes) if config.requests else [None] * config.processes
     rate = None if config.rate is None else config.rate / config.processes
-    return [WorkerPlan(index=i, config=config, concurrency=shares[i], rate=rate, requests=quotas[i],
-                       payloads=payloads) for i in range(config.processes)]
+    return [
+        WorkerPlan(index=i, config=config, concurrency=shares[i], rate=rate, requests=quotas[i], payloads=payloads)
+        for i in range(config.processes)
+    ]

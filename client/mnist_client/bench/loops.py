@@ -4,6 +4,7 @@ Closed loop: each caller sends its next request when the last one answered. Open
 requests leave on a fixed schedule (``start + k / rate``) whatever the server does, and
 latency counts from the scheduled time, so queueing in the client shows up as latency.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,7 @@ def stream_code(response: pb.ClassifyResponse) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-async def closed_unary(call, plan: WorkerPlan, recorder: Recorder, caller: int,
-                       metadata: Metadata) -> None:
+async def closed_unary(call, plan: WorkerPlan, recorder: Recorder, caller: int, metadata: Metadata) -> None:
     payloads, timeout = plan.payloads, plan.config.timeout
     k = caller
     while recorder.may_send(sent_at := time.monotonic()):
@@ -45,8 +45,7 @@ async def closed_unary(call, plan: WorkerPlan, recorder: Recorder, caller: int,
         k += 1
 
 
-async def open_unary(calls, plan: WorkerPlan, recorder: Recorder, start: float,
-                     metadata: Metadata) -> None:
+async def open_unary(calls, plan: WorkerPlan, recorder: Recorder, start: float, metadata: Metadata) -> None:
     slots = asyncio.Semaphore(plan.concurrency)
     payloads, timeout = plan.payloads, plan.config.timeout
     pending: set[asyncio.Task] = set()
@@ -61,8 +60,9 @@ async def open_unary(calls, plan: WorkerPlan, recorder: Recorder, start: float,
         delay = scheduled - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        task = asyncio.create_task(one(calls[k % len(calls)], payloads[k % len(payloads)],
-                                       scheduled, recorder.begin(scheduled)))
+        task = asyncio.create_task(
+            one(calls[k % len(calls)], payloads[k % len(payloads)], scheduled, recorder.begin(scheduled))
+        )
         pending.add(task)
         task.add_done_callback(pending.discard)
         k += 1
@@ -70,8 +70,7 @@ async def open_unary(calls, plan: WorkerPlan, recorder: Recorder, start: float,
         await asyncio.gather(*pending)
 
 
-async def closed_stream(call, plan: WorkerPlan, recorder: Recorder, caller: int,
-                        metadata: Metadata) -> None:
+async def closed_stream(call, plan: WorkerPlan, recorder: Recorder, caller: int, metadata: Metadata) -> None:
     """One stream per caller; a broken stream is counted as an error and reopened."""
     payloads = plan.payloads
     k = caller
@@ -97,11 +96,11 @@ async def closed_stream(call, plan: WorkerPlan, recorder: Recorder, caller: int,
             stream.cancel()
 
 
-async def open_stream(calls, plan: WorkerPlan, recorder: Recorder, start: float,
-                      metadata: Metadata) -> None:
+async def open_stream(calls, plan: WorkerPlan, recorder: Recorder, start: float, metadata: Metadata) -> None:
     """``concurrency`` streams; the k-th scheduled request goes to stream ``k mod streams``."""
-    streams = [calls[i % len(calls)](timeout=None, metadata=metadata, wait_for_ready=False)
-               for i in range(plan.concurrency)]
+    streams = [
+        calls[i % len(calls)](timeout=None, metadata=metadata, wait_for_ready=False) for i in range(plan.concurrency)
+    ]
     waiting: list[deque[tuple[float, bool]]] = [deque() for _ in streams]
 
     async def read_replies(stream, queue: deque) -> None:

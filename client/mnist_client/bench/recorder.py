@@ -1,4 +1,5 @@
 """Per-worker bookkeeping: which requests are measured, their latencies and error codes."""
+
 from __future__ import annotations
 
 import time
@@ -25,7 +26,7 @@ class Recorder:
     latencies: array = field(default_factory=lambda: array("d"))
     errors: Counter = field(default_factory=Counter)
     started: int = 0  # measured requests issued
-    sent: int = 0     # all requests issued, warm-up included
+    sent: int = 0  # all requests issued, warm-up included
     last_end: float = 0.0
 
     def may_send(self, when: float) -> bool:
@@ -53,6 +54,11 @@ class Recorder:
             self.errors[code.name] += 1
 
     def result(self) -> dict:
-        return {"latencies": self.latencies.tobytes(), "errors": dict(self.errors),
-                "measured": self.started, "sent": self.sent, "last_end": self.last_end,
-                "warm_end": self.warm_end}
+        return {
+            "latencies": self.latencies.tobytes(),
+            "errors": dict(self.errors),
+            "measured": self.started,
+            "sent": self.sent,
+            "last_end": self.last_end,
+            "warm_end": self.warm_end,
+        }

@@ -1,4 +1,5 @@
 """Merge the workers' measurements into one result, and print it for people."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -14,8 +15,9 @@ PERCENTILES = (50, 90, 99)
 
 def summarize(config: BenchConfig, workers: list[dict]) -> dict[str, Any]:
     """The run's result: the JSON that ``--json FILE`` writes."""
-    latencies = np.concatenate([np.frombuffer(w["latencies"], dtype=np.float64) for w in workers]) \
-        if workers else np.empty(0)
+    latencies = (
+        np.concatenate([np.frombuffer(w["latencies"], dtype=np.float64) for w in workers]) if workers else np.empty(0)
+    )
     errors: Counter = Counter()
     for worker in workers:
         errors.update(worker["errors"])
@@ -54,8 +56,11 @@ def _latency_ms(latencies: np.ndarray) -> dict[str, float | None]:
 def format_result(result: dict[str, Any]) -> str:
     """A short human-readable report of ``summarize``'s result."""
     config, requests, lat = result["config"], result["requests"], result["latency_ms"]
-    load = f"open loop at {config['rate']:g} req/s (max {config['concurrency']} in flight)" \
-        if config["mode"] == "open" else f"closed loop, concurrency {config['concurrency']}"
+    load = (
+        f"open loop at {config['rate']:g} req/s (max {config['concurrency']} in flight)"
+        if config["mode"] == "open"
+        else f"closed loop, concurrency {config['concurrency']}"
+    )
     lines = [
         f"target      {config['target']}  ({'stream' if config['stream'] else 'unary'}, {load}, "
         f"batch {config['batch']}, {config['processes']} process(es))",
@@ -63,8 +68,10 @@ def format_result(result: dict[str, Any]) -> str:
         f"throughput  {result['requests_per_s']:.1f} requests/s, {result['images_per_s']:.1f} images/s",
     ]
     if lat["p50"] is not None:
-        lines.append(f"latency     p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f} ms  "
-                     f"p99 {lat['p99']:.2f} ms  max {lat['max']:.2f} ms")
+        lines.append(
+            f"latency     p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f} ms  "
+            f"p99 {lat['p99']:.2f} ms  max {lat['max']:.2f} ms"
+        )
     if result["errors"]:
         lines.append("errors      " + ", ".join(f"{code} {n}" for code, n in result["errors"].items()))
     if result["client_cpu_us_per_request"] is not None:

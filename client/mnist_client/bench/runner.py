@@ -3,6 +3,7 @@
 Workers are spawned processes (one asyncio loop each) so the load generator is not held
 to one core by the GIL; they start together on a shared monotonic start time.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -35,9 +36,15 @@ def run_bench(config: BenchConfig, images: np.ndarray, progress: TextIO | None =
     go = context.Event()
     start_at = context.Value("d", 0.0, lock=False)
     counters = context.RawArray("q", 2 * config.processes)
-    processes = [context.Process(target=worker.main, daemon=True, name=f"bench-worker-{p.index}",
-                                 args=(p, ready, go, start_at, counters, results))
-                 for p in plans(config, payloads)]
+    processes = [
+        context.Process(
+            target=worker.main,
+            daemon=True,
+            name=f"bench-worker-{p.index}",
+            args=(p, ready, go, start_at, counters, results),
+        )
+        for p in plans(config, payloads)
+    ]
     for process in processes:
         process.start()
     try:
@@ -66,19 +73,21 @@ def _wait_ready(ready: Any, processes: list, timeout: float) -> None:
         except queue.Empty:
             _check_alive(processes, seen)
             if time.monotonic() > deadline:
-                raise BenchError(f"{len(processes) - len(seen)} worker(s) not ready after "
-                                 f"{timeout:.0f} s") from None
+                raise BenchError(f"{len(processes) - len(seen)} worker(s) not ready after {timeout:.0f} s") from None
 
 
 def _check_alive(processes: list, done: set[int]) -> None:
     for index, process in enumerate(processes):
         if index not in done and process.exitcode is not None:
-            raise BenchError(f"worker {index} exited with code {process.exitcode} "
-                             "(scripts using run_bench need an `if __name__ == '__main__':` guard)")
+            raise BenchError(
+                f"worker {index} exited with code {process.exitcode} "
+                "(scripts using run_bench need an `if __name__ == '__main__':` guard)"
+            )
 
 
-def _collect(results: Any, processes: list, config: BenchConfig, start: float, counters: Any,
-             progress: TextIO | None) -> list[dict]:
+def _collect(
+    results: Any, processes: list, config: BenchConfig, start: float, counters: Any, progress: TextIO | None
+) -> list[dict]:
     limit = _time_limit(config)
     collected: list[dict] = []
     last_ok, last_time = 0, time.monotonic()
@@ -94,8 +103,10 @@ def _collect(results: Any, processes: list, config: BenchConfig, start: float, c
             ok = sum(counters[2 * i + OK] for i in range(config.processes))
             failed = sum(counters[2 * i + ERRORS] for i in range(config.processes))
             phase = "warm-up" if now - start < config.warmup else "measuring"
-            progress.write(f"[{now - start:6.1f} s] {phase:9s} {ok} ok, {failed} failed, "
-                           f"{(ok - last_ok) / (now - last_time):.0f} req/s\n")
+            progress.write(
+                f"[{now - start:6.1f} s] {phase:9s} {ok} ok, {failed} failed, "
+                f"{(ok - last_ok) / (now - last_time):.0f} req/s\n"
+            )
             progress.flush()
             last_ok, last_time = ok, now
     return collected

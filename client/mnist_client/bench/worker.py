@@ -4,6 +4,7 @@ Requests are serialized once up front and sent as bytes (no per-call protobuf wo
 process spends its time in gRPC itself. ``time.monotonic()`` is system-wide on Linux, so the
 parent lines up every worker's measurement window with one shared start time.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,16 +24,16 @@ START_TIMEOUT_S = 120.0
 
 async def run(plan: WorkerPlan, ready: Any, go: Any, start_at: Any, counters: Any) -> dict:
     config = plan.config
-    channels = [aio_channel(config.target, retries=0, tls=config.tls, health_check=False,
-                            own_connection=True)
-                for _ in range(config.connections)]
+    channels = [
+        aio_channel(config.target, retries=0, tls=config.tls, health_check=False, own_connection=True)
+        for _ in range(config.connections)
+    ]
     try:
         for channel in channels:  # connecting is bounded by the per-call timeout
             try:
                 await asyncio.wait_for(channel.channel_ready(), config.timeout)
-            except asyncio.TimeoutError:
-                raise ConnectionError(f"cannot connect to {config.target} within "
-                                      f"{config.timeout:g} s") from None
+            except TimeoutError:
+                raise ConnectionError(f"cannot connect to {config.target} within {config.timeout:g} s") from None
         ready.put(plan.index)
         loop = asyncio.get_running_loop()
         if not await loop.run_in_executor(None, go.wait, START_TIMEOUT_S):
@@ -52,19 +53,22 @@ async def _drive(plan: WorkerPlan, channels: list, recorder: Recorder, start: fl
     config = plan.config
     metadata = auth_metadata(config.token)
     if config.stream:
-        calls = [c.stream_stream(CLASSIFY_STREAM, request_serializer=None,
-                                 response_deserializer=pb.ClassifyResponse.FromString)
-                 for c in channels]
+        calls = [
+            c.stream_stream(
+                CLASSIFY_STREAM, request_serializer=None, response_deserializer=pb.ClassifyResponse.FromString
+            )
+            for c in channels
+        ]
     else:
-        calls = [c.unary_unary(CLASSIFY, request_serializer=None, response_deserializer=None)
-                 for c in channels]
+        calls = [c.unary_unary(CLASSIFY, request_serializer=None, response_deserializer=None) for c in channels]
     if plan.rate is not None:
         open_loop = loops.open_stream if config.stream else loops.open_unary
         await open_loop(calls, plan, recorder, start, metadata)
         return
     closed_loop = loops.closed_stream if config.stream else loops.closed_unary
-    await asyncio.gather(*(closed_loop(calls[i % len(calls)], plan, recorder, i, metadata)
-                           for i in range(plan.concurrency)))
+    await asyncio.gather(
+        *(closed_loop(calls[i % len(calls)], plan, recorder, i, metadata) for i in range(plan.concurrency))
+    )
 
 
 def main(plan: WorkerPlan, ready: Any, go: Any, start_at: Any, counters: Any, results: Any) -> None:

@@ -3,13 +3,15 @@
 Errors are raised as domain exceptions; the metered handler (metered.py) turns them into status codes
 with errors.to_status (streams put the same code and message into the per-message `error`).
 """
+
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
+
 from mnist_serving.images import ImageDecodeError, decode_image, decoded_pixels
 from mnist_serving.v1 import classifier_pb2, classifier_pb2_grpc
 
@@ -32,39 +34,51 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
         self._max_decoded_pixels = settings.max_decoded_pixels
         self._max_decoded_pixels_per_request = settings.max_decoded_pixels_per_request
 
-    async def Classify(self, request: classifier_pb2.ClassifyRequest,
-                       context: grpc.aio.ServicerContext) -> classifier_pb2.ClassifyResponse:
+    async def Classify(
+        self, request: classifier_pb2.ClassifyRequest, context: grpc.aio.ServicerContext
+    ) -> classifier_pb2.ClassifyResponse:
         return await self.classify(request, self._core.deadline_from_timeout(context.time_remaining()))
 
-    async def ClassifyStream(self, request_iterator: AsyncIterator[classifier_pb2.ClassifyRequest],
-                             context: grpc.aio.ServicerContext):
+    async def ClassifyStream(
+        self, request_iterator: AsyncIterator[classifier_pb2.ClassifyRequest], context: grpc.aio.ServicerContext
+    ):
         deadline = self._core.deadline_from_timeout(context.time_remaining())
-        async for response in ordered_stream(self._core, request_iterator,
-                                             lambda request: self._answer(request, deadline),
-                                             STREAM_WINDOW):
+        async for response in ordered_stream(
+            self._core, request_iterator, lambda request: self._answer(request, deadline), STREAM_WINDOW
+        ):
             yield response
 
-    async def _answer(self, request: classifier_pb2.ClassifyRequest,
-                      deadline: float | None) -> classifier_pb2.ClassifyResponse:
+    async def _answer(
+        self, request: classifier_pb2.ClassifyRequest, deadline: float | None
+    ) -> classifier_pb2.ClassifyResponse:
         try:
             return await self.classify(request, deadline)
         except Exception as exc:  # a bad request does not end the stream
             code, message = to_status(exc)
             return classifier_pb2.ClassifyResponse(
-                request_id=request.request_id,
-                error=classifier_pb2.Error(code=code.value[0], message=message))
+                request_id=request.request_id, error=classifier_pb2.Error(code=code.value[0], message=message)
+            )
 
-    async def GetModelInfo(self, request: classifier_pb2.GetModelInfoRequest,
-                           context: grpc.aio.ServicerContext) -> classifier_pb2.GetModelInfoResponse:
+    async def GetModelInfo(
+        self, request: classifier_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> classifier_pb2.GetModelInfoResponse:
         info = self._core.describe(request.model.name or None, request.model.version or None)
         return classifier_pb2.GetModelInfoResponse(
-            name=info.name, version=info.version, loaded_versions=info.loaded_versions,
-            input_shape=info.signature.input.shape, input_dtype=info.signature.input.dtype,
-            class_names=info.class_names, metadata_json=info.metadata_json, device=info.device,
-            max_batch_size=info.max_batch_size, runtime=info.runtime)
+            name=info.name,
+            version=info.version,
+            loaded_versions=info.loaded_versions,
+            input_shape=info.signature.input.shape,
+            input_dtype=info.signature.input.dtype,
+            class_names=info.class_names,
+            metadata_json=info.metadata_json,
+            device=info.device,
+            max_batch_size=info.max_batch_size,
+            runtime=info.runtime,
+        )
 
-    async def classify(self, request: classifier_pb2.ClassifyRequest,
-                       deadline: float | None) -> classifier_pb2.ClassifyResponse:
+    async def classify(
+        self, request: classifier_pb2.ClassifyRequest, deadline: float | None
+    ) -> classifier_pb2.ClassifyResponse:
         """One Classify, whichever port it came in on (the HTTP upload route calls it too)."""
         model_name = self._core.model_name(request.model.name or None)  # NOT_FOUND before decoding
         if request.model.version < 0:
@@ -88,14 +102,17 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
 
     def _unpack(self, packed: classifier_pb2.PackedImages) -> np.ndarray:
         if packed.height != SIDE or packed.width != SIDE:
-            raise InvalidInput(f"packed images must be {SIDE}x{SIDE} (height x width), "
-                               f"got {packed.height}x{packed.width}")
+            raise InvalidInput(
+                f"packed images must be {SIDE}x{SIDE} (height x width), got {packed.height}x{packed.width}"
+            )
         self._core.check_image_count(packed.count)
         data = packed.data
         expected = packed.count * PIXELS
         if len(data) != expected:
-            raise InvalidInput(f"packed.data has {len(data)} bytes, expected count*height*width = "
-                               f"{packed.count}*{SIDE}*{SIDE} = {expected} (uint8, row-major)")
+            raise InvalidInput(
+                f"packed.data has {len(data)} bytes, expected count*height*width = "
+                f"{packed.count}*{SIDE}*{SIDE} = {expected} (uint8, row-major)"
+            )
         return np.frombuffer(data, np.uint8).reshape(packed.count, SIDE, SIDE)
 
     def _check_decoding_budget(self, images, kinds: list) -> None:
@@ -113,23 +130,25 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
                 continue  # refused, with the per-image message, before it is decoded
             total += pixels
             if total > self._max_decoded_pixels_per_request:
-                raise InvalidInput(f"the encoded images up to image {index} decode to {total} pixels, more than "
-                                   f"the limit of {self._max_decoded_pixels_per_request} per request "
-                                   "(--max-decoded-pixels-per-request); send fewer or smaller images per request")
+                raise InvalidInput(
+                    f"the encoded images up to image {index} decode to {total} pixels, more than "
+                    f"the limit of {self._max_decoded_pixels_per_request} per request "
+                    "(--max-decoded-pixels-per-request); send fewer or smaller images per request"
+                )
 
     @staticmethod
     def _check_pixels(index: int, kind: str | None, image: classifier_pb2.Image) -> bytes:
         if kind is None:
-            raise InvalidInput("has no data: set `pixels` (784 raw bytes) or `encoded` (PNG/JPEG)",
-                               index=index)
+            raise InvalidInput("has no data: set `pixels` (784 raw bytes) or `encoded` (PNG/JPEG)", index=index)
         if len(image.pixels) != PIXELS:
-            raise InvalidInput(f"pixels has {len(image.pixels)} bytes, expected {SIDE}*{SIDE} = {PIXELS} "
-                               "(uint8 grayscale, row-major)", index=index)
+            raise InvalidInput(
+                f"pixels has {len(image.pixels)} bytes, expected {SIDE}*{SIDE} = {PIXELS} (uint8 grayscale, row-major)",
+                index=index,
+            )
         return image.pixels
 
     def _join_pixels(self, images, kinds: list) -> np.ndarray:
-        data = b"".join(self._check_pixels(i, kind, image)
-                        for i, (kind, image) in enumerate(zip(kinds, images)))
+        data = b"".join(self._check_pixels(i, kind, image) for i, (kind, image) in enumerate(zip(kinds, images)))
         return np.frombuffer(data, np.uint8).reshape(len(images), SIDE, SIDE)
 
     def _decode_mixed(self, images, kinds: list, preparation: str) -> np.ndarray:
@@ -138,8 +157,12 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
         for index, (kind, image) in enumerate(zip(kinds, images)):
             if kind == "encoded":
                 try:
-                    out[index] = decode_image(image.encoded, max_bytes=self._max_encoded_bytes,
-                                              max_pixels=self._max_decoded_pixels, preparation=preparation)
+                    out[index] = decode_image(
+                        image.encoded,
+                        max_bytes=self._max_encoded_bytes,
+                        max_pixels=self._max_decoded_pixels,
+                        preparation=preparation,
+                    )
                 except ImageDecodeError as exc:
                     raise InvalidInput(str(exc), index=index) from None
             else:
@@ -148,13 +171,15 @@ class ClassifierService(classifier_pb2_grpc.ClassifierServicer):
 
 
 def _response(result: InferenceResult, request_id: str) -> classifier_pb2.ClassifyResponse:
-    response = classifier_pb2.ClassifyResponse(model_name=result.model_name, model_version=result.version,
-                                               request_id=request_id)
+    response = classifier_pb2.ClassifyResponse(
+        model_name=result.model_name, model_version=result.version, request_id=request_id
+    )
     names = result.class_names
     predictions = response.predictions
     for label, row in zip(result.outputs["classes"].tolist(), result.outputs["probabilities"].tolist()):
-        predictions.add(label=label, class_name=names[label] if 0 <= label < len(names) else str(label),
-                        probabilities=row)
+        predictions.add(
+            label=label, class_name=names[label] if 0 <= label < len(names) else str(label), probabilities=row
+        )
     return response
 
 

@@ -7,6 +7,7 @@ config, which perf_analyzer reads) and ModelStatistics (per-version counts and d
 batcher, see ../statistics.py). Repository, shared-memory, trace and log methods answer UNIMPLEMENTED.
 Generated code comes from the `tritonclient` package; tensors go through tensors.py.
 """
+
 from __future__ import annotations
 
 import grpc
@@ -28,11 +29,25 @@ SERVER_NAME = "mnist-serving"
 EXTENSIONS = ("classification", "model_configuration", "statistics")
 PLATFORM = "tensorflow_savedmodel"
 CLASSIFICATION = "classification"
-_CONFIG_TYPES = {"uint8": model_config_pb2.TYPE_UINT8, "float32": model_config_pb2.TYPE_FP32,
-                 "int64": model_config_pb2.TYPE_INT64, "float64": model_config_pb2.TYPE_FP64}
-_NOT_SUPPORTED = ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload", "SystemSharedMemoryStatus",
-                  "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus",
-                  "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister", "TraceSetting", "LogSettings")
+_CONFIG_TYPES = {
+    "uint8": model_config_pb2.TYPE_UINT8,
+    "float32": model_config_pb2.TYPE_FP32,
+    "int64": model_config_pb2.TYPE_INT64,
+    "float64": model_config_pb2.TYPE_FP64,
+}
+_NOT_SUPPORTED = (
+    "RepositoryIndex",
+    "RepositoryModelLoad",
+    "RepositoryModelUnload",
+    "SystemSharedMemoryStatus",
+    "SystemSharedMemoryRegister",
+    "SystemSharedMemoryUnregister",
+    "CudaSharedMemoryStatus",
+    "CudaSharedMemoryRegister",
+    "CudaSharedMemoryUnregister",
+    "TraceSetting",
+    "LogSettings",
+)
 
 
 def _datatype(numpy_dtype: str) -> str:
@@ -63,14 +78,18 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ServerMetadata(self, request, context) -> service_pb2.ServerMetadataResponse:
         return service_pb2.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
 
-    async def ModelMetadata(self, request: service_pb2.ModelMetadataRequest,
-                            context) -> service_pb2.ModelMetadataResponse:
+    async def ModelMetadata(
+        self, request: service_pb2.ModelMetadataRequest, context
+    ) -> service_pb2.ModelMetadataResponse:
         info = self._describe(request.name, request.version)
         tensor = service_pb2.ModelMetadataResponse.TensorMetadata
         return service_pb2.ModelMetadataResponse(
-            name=info.name, versions=[str(v) for v in info.loaded_versions], platform=PLATFORM,
+            name=info.name,
+            versions=[str(v) for v in info.loaded_versions],
+            platform=PLATFORM,
             inputs=[tensor(name=t.name, datatype=_datatype(t.dtype), shape=t.shape) for t in info.signature.inputs],
-            outputs=[tensor(name=t.name, datatype=_datatype(t.dtype), shape=t.shape) for t in info.signature.outputs])
+            outputs=[tensor(name=t.name, datatype=_datatype(t.dtype), shape=t.shape) for t in info.signature.outputs],
+        )
 
     async def ModelConfig(self, request: service_pb2.ModelConfigRequest, context) -> service_pb2.ModelConfigResponse:
         """What a Triton config.pbtxt for this model would say. Shapes leave out the batch axis
@@ -83,23 +102,39 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             return {"dims": rest} if rest else {"dims": [1], "reshape": model_config_pb2.ModelTensorReshape(shape=[])}
 
         config = model_config_pb2.ModelConfig(
-            name=info.name, platform=PLATFORM, backend=info.runtime, max_batch_size=info.max_batch_size,
+            name=info.name,
+            platform=PLATFORM,
+            backend=info.runtime,
+            max_batch_size=info.max_batch_size,
             version_policy=model_config_pb2.ModelVersionPolicy(
-                latest=model_config_pb2.ModelVersionPolicy.Latest(num_versions=s.keep_versions)),
-            input=[model_config_pb2.ModelInput(name=t.name, data_type=_CONFIG_TYPES[t.dtype], **dims(t.shape))
-                   for t in info.signature.inputs],
-            output=[model_config_pb2.ModelOutput(name=t.name, data_type=_CONFIG_TYPES[t.dtype], **dims(t.shape))
-                    for t in info.signature.outputs],
+                latest=model_config_pb2.ModelVersionPolicy.Latest(num_versions=s.keep_versions)
+            ),
+            input=[
+                model_config_pb2.ModelInput(name=t.name, data_type=_CONFIG_TYPES[t.dtype], **dims(t.shape))
+                for t in info.signature.inputs
+            ],
+            output=[
+                model_config_pb2.ModelOutput(name=t.name, data_type=_CONFIG_TYPES[t.dtype], **dims(t.shape))
+                for t in info.signature.outputs
+            ],
             dynamic_batching=model_config_pb2.ModelDynamicBatching(
-                max_queue_delay_microseconds=round(s.batch_timeout_s * 1e6)),
-            instance_group=[model_config_pb2.ModelInstanceGroup(
-                name=f"{info.name}_0", count=1,
-                kind=model_config_pb2.ModelInstanceGroup.KIND_GPU if info.device == "gpu"
-                else model_config_pb2.ModelInstanceGroup.KIND_CPU)])
+                max_queue_delay_microseconds=round(s.batch_timeout_s * 1e6)
+            ),
+            instance_group=[
+                model_config_pb2.ModelInstanceGroup(
+                    name=f"{info.name}_0",
+                    count=1,
+                    kind=model_config_pb2.ModelInstanceGroup.KIND_GPU
+                    if info.device == "gpu"
+                    else model_config_pb2.ModelInstanceGroup.KIND_CPU,
+                )
+            ],
+        )
         return service_pb2.ModelConfigResponse(config=config)
 
-    async def ModelStatistics(self, request: service_pb2.ModelStatisticsRequest,
-                              context) -> service_pb2.ModelStatisticsResponse:
+    async def ModelStatistics(
+        self, request: service_pb2.ModelStatisticsRequest, context
+    ) -> service_pb2.ModelStatisticsResponse:
         """Every loaded version of one model (or of all models when `name` is empty)."""
         names = [self._core.model_name(request.name)] if request.name else self._core.model_names
         response = service_pb2.ModelStatisticsResponse()
@@ -122,20 +157,35 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
         compute_io = service_pb2.StatisticDuration(count=stats.compute_infer.count, ns=0)
         return service_pb2.ModelStatistics(
-            name=name, version=str(version), last_inference=stats.last_inference_ms,
-            inference_count=stats.inference_count, execution_count=stats.execution_count,
+            name=name,
+            version=str(version),
+            last_inference=stats.last_inference_ms,
+            inference_count=stats.inference_count,
+            execution_count=stats.execution_count,
             inference_stats=service_pb2.InferStatistics(
-                success=duration(stats.success), fail=duration(stats.fail), queue=duration(stats.queue),
-                compute_input=compute_io, compute_infer=duration(stats.compute_infer), compute_output=compute_io),
-            batch_stats=[service_pb2.InferBatchStatistics(
-                batch_size=size, compute_input=service_pb2.StatisticDuration(count=calls.count),
-                compute_infer=duration(calls), compute_output=service_pb2.StatisticDuration(count=calls.count))
-                for size, calls in sorted(stats.batches.items())])
+                success=duration(stats.success),
+                fail=duration(stats.fail),
+                queue=duration(stats.queue),
+                compute_input=compute_io,
+                compute_infer=duration(stats.compute_infer),
+                compute_output=compute_io,
+            ),
+            batch_stats=[
+                service_pb2.InferBatchStatistics(
+                    batch_size=size,
+                    compute_input=service_pb2.StatisticDuration(count=calls.count),
+                    compute_infer=duration(calls),
+                    compute_output=service_pb2.StatisticDuration(count=calls.count),
+                )
+                for size, calls in sorted(stats.batches.items())
+            ],
+        )
 
     # --- inference -----------------------------------------------------------------------------
 
-    async def ModelInfer(self, request: service_pb2.ModelInferRequest,
-                         context: grpc.aio.ServicerContext) -> service_pb2.ModelInferResponse:
+    async def ModelInfer(
+        self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ModelInferResponse:
         return await self.infer(request, self._core.deadline_from_timeout(context.time_remaining()))
 
     async def ModelStreamInfer(self, request_iterator, context: grpc.aio.ServicerContext):
@@ -150,13 +200,16 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                 return service_pb2.ModelStreamInferResponse(
                     error_message=f"{code.name}: {message}",
                     infer_response=service_pb2.ModelInferResponse(
-                        model_name=request.model_name, model_version=request.model_version, id=request.id))
+                        model_name=request.model_name, model_version=request.model_version, id=request.id
+                    ),
+                )
 
         async for response in ordered_stream(self._core, request_iterator, answer):
             yield response
 
-    async def infer(self, request: service_pb2.ModelInferRequest,
-                    deadline: float | None) -> service_pb2.ModelInferResponse:
+    async def infer(
+        self, request: service_pb2.ModelInferRequest, deadline: float | None
+    ) -> service_pb2.ModelInferResponse:
         """One inference, whatever carried it: ModelInfer, the stream, and KServe REST (web/kserve.py)."""
         version = self._version(request.model_version)
         name, signature = self._core.signature(request.model_name or None, version)
@@ -169,8 +222,9 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         expected = signature.input.name
         names = [tensor.name for tensor in request.inputs]
         if names != [expected]:
-            raise InvalidInput(f"model '{name}' takes exactly one input, '{expected}'; the request has "
-                               f"{names or 'none'}")
+            raise InvalidInput(
+                f"model '{name}' takes exactly one input, '{expected}'; the request has {names or 'none'}"
+            )
         tensor = request.inputs[0]
         for key in tensor.parameters:
             if key.startswith("shared_memory"):
@@ -188,8 +242,9 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return to_images(expected, ndarray_from_kserve(expected, tensor.datatype, shape, tensor.contents, raw))
 
     @staticmethod
-    def _requested_outputs(request: service_pb2.ModelInferRequest, model: str,
-                           signature: SignatureDescription) -> list[tuple[str, int]]:
+    def _requested_outputs(
+        request: service_pb2.ModelInferRequest, model: str, signature: SignatureDescription
+    ) -> list[tuple[str, int]]:
         """[(output name, classification top-k or 0)], every output when none is requested."""
         names = [t.name for t in signature.outputs]
         if not request.outputs:
@@ -203,8 +258,9 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                     raise InvalidInput(f"output '{output.name}': shared memory is not supported")
             top_k = output.parameters[CLASSIFICATION].int64_param if CLASSIFICATION in output.parameters else 0
             if top_k < 0 or (top_k and output.name != "probabilities"):
-                raise InvalidInput(f"output '{output.name}': classification needs a positive count and "
-                                   "works on 'probabilities'")
+                raise InvalidInput(
+                    f"output '{output.name}': classification needs a positive count and works on 'probabilities'"
+                )
             wanted.append((output.name, top_k))
         return wanted
 
@@ -220,9 +276,12 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return int(text)
 
 
-def _response(request_id: str, result: InferenceResult, wanted: list[tuple[str, int]]) -> service_pb2.ModelInferResponse:
-    response = service_pb2.ModelInferResponse(model_name=result.model_name, model_version=str(result.version),
-                                              id=request_id)
+def _response(
+    request_id: str, result: InferenceResult, wanted: list[tuple[str, int]]
+) -> service_pb2.ModelInferResponse:
+    response = service_pb2.ModelInferResponse(
+        model_name=result.model_name, model_version=str(result.version), id=request_id
+    )
     for name, top_k in wanted:
         array = result.outputs[name]
         if top_k:
@@ -247,9 +306,11 @@ def _classification(probabilities: np.ndarray, top_k: int, class_names: tuple[st
 
 
 async def _unimplemented(self, request, context: grpc.aio.ServicerContext):
-    await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                        "not supported by this server (models and versions come from --model-dir; "
-                        "no shared memory, trace or log settings)")
+    await context.abort(
+        grpc.StatusCode.UNIMPLEMENTED,
+        "not supported by this server (models and versions come from --model-dir; "
+        "no shared memory, trace or log settings)",
+    )
 
 
 for _method in _NOT_SUPPORTED:

@@ -2,10 +2,12 @@
 (so one stream's requests can share batches). A failed request becomes a response built by the
 adapter (the stream goes on); when the server starts draining, the stream ends UNAVAILABLE after
 the answers already owed."""
+
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Awaitable, Callable, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from ..errors import ShuttingDown
 from ..inference import InferenceCore
@@ -15,8 +17,12 @@ Response = TypeVar("Response")
 _END, _DRAIN = object(), object()
 
 
-async def ordered_stream(core: InferenceCore, requests: AsyncIterator[Request],
-                         answer: Callable[[Request], Awaitable[Response]], window: int = 64):
+async def ordered_stream(
+    core: InferenceCore,
+    requests: AsyncIterator[Request],
+    answer: Callable[[Request], Awaitable[Response]],
+    window: int = 64,
+):
     """Yields answer(request) for each request, in order. `answer` must not raise."""
     answers: asyncio.Queue = asyncio.Queue()  # answer tasks in request order, then _END/_DRAIN
     slots = asyncio.Semaphore(window)

@@ -8,6 +8,7 @@ What the compatibility adapters accept for the image input (README "Compatibilit
 Every problem raises InvalidInput (-> INVALID_ARGUMENT) with a message naming the input and what
 was wrong.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,11 @@ def check_image_shape(name: str, shape: list[int], unknown_rank: bool = False) -
     repeat-the-last-value rule), and [1, 2**32, 2**32] overflows an int64 element count."""
     if unknown_rank:
         raise InvalidInput(f"input '{name}' has unknown rank; give its shape, one of {ACCEPTED_SHAPES}")
-    if not ((len(shape) == 2 and shape[1] == PIXELS) or (len(shape) == 3 and shape[1:] == [SIDE, SIDE])
-            or (len(shape) == 4 and shape[1:] == [SIDE, SIDE, 1])):
+    if not (
+        (len(shape) == 2 and shape[1] == PIXELS)
+        or (len(shape) == 3 and shape[1:] == [SIDE, SIDE])
+        or (len(shape) == 4 and shape[1:] == [SIDE, SIDE, 1])
+    ):
         raise InvalidInput(f"input '{name}' has shape {shape}; expected {ACCEPTED_SHAPES}")
 
 
@@ -52,8 +56,10 @@ def to_images(name: str, array: np.ndarray) -> np.ndarray:
         raise InvalidInput(f"input '{name}' contains NaN or infinity")
     low, high = float(array.min()), float(array.max())
     if low < 0.0 or high > 1.0:
-        raise InvalidInput(f"input '{name}': float pixels must be in [0, 1] (pixel / 255), found values "
-                           f"in [{low:g}, {high:g}]; send uint8 for 0-255 pixels")
+        raise InvalidInput(
+            f"input '{name}': float pixels must be in [0, 1] (pixel / 255), found values "
+            f"in [{low:g}, {high:g}]; send uint8 for 0-255 pixels"
+        )
     return np.rint(array * 255.0).astype(np.uint8)
 
 
@@ -84,8 +90,9 @@ def ndarray_from_tensor_proto(name: str, proto: tensor_pb2.TensorProto) -> np.nd
     a typed field shorter than the shape repeats its last value (how tf.make_tensor_proto encodes
     constants), DT_UINT8 int_val keeps the low 8 bits. Only dtypes this model can take are accepted."""
     if proto.dtype not in _TF_INPUT_TYPES:
-        raise InvalidInput(f"input '{name}' has dtype {tf_dtype_name(proto.dtype)}; expected DT_UINT8 "
-                           "(0-255) or DT_FLOAT (0-1)")
+        raise InvalidInput(
+            f"input '{name}' has dtype {tf_dtype_name(proto.dtype)}; expected DT_UINT8 (0-255) or DT_FLOAT (0-1)"
+        )
     dtype, field = _TF_INPUT_TYPES[proto.dtype]
     if proto.tensor_shape.unknown_rank:
         raise InvalidInput(f"input '{name}' has unknown rank; give its shape")
@@ -96,13 +103,16 @@ def ndarray_from_tensor_proto(name: str, proto: tensor_pb2.TensorProto) -> np.nd
     if proto.tensor_content:
         expected = count * dtype.itemsize
         if len(proto.tensor_content) != expected:
-            raise InvalidInput(f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes; "
-                               f"shape {shape} of {tf_dtype_name(proto.dtype)} needs {expected}")
+            raise InvalidInput(
+                f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes; "
+                f"shape {shape} of {tf_dtype_name(proto.dtype)} needs {expected}"
+            )
         return np.frombuffer(proto.tensor_content, dtype.newbyteorder("<")).reshape(shape)
     values = getattr(proto, field)
     if len(values) == 0:
-        raise InvalidInput(f"input '{name}' carries no values: set tensor_content or {field} "
-                           f"for {tf_dtype_name(proto.dtype)}")
+        raise InvalidInput(
+            f"input '{name}' carries no values: set tensor_content or {field} for {tf_dtype_name(proto.dtype)}"
+        )
     if len(values) > count:
         raise InvalidInput(f"input '{name}' has {len(values)} values in {field}; shape {shape} holds {count}")
     if dtype == np.uint8:
@@ -152,8 +162,7 @@ def ndarray_from_kserve(name: str, datatype: str, shape: list[int], contents, ra
     """One KServe v2 input -> numpy. `raw` is its raw_input_contents entry (None when the
     request uses typed `contents`); `contents` is an InferTensorContents."""
     if datatype not in _KSERVE_INPUT_TYPES:
-        raise InvalidInput(f"input '{name}' has datatype {datatype or '(empty)'}; expected UINT8 (0-255) "
-                           "or FP32 (0-1)")
+        raise InvalidInput(f"input '{name}' has datatype {datatype or '(empty)'}; expected UINT8 (0-255) or FP32 (0-1)")
     dtype, field = _KSERVE_INPUT_TYPES[datatype]
     if any(size < 0 for size in shape):
         raise InvalidInput(f"input '{name}' has shape {shape} with a negative dimension")
@@ -161,13 +170,13 @@ def ndarray_from_kserve(name: str, datatype: str, shape: list[int], contents, ra
     if raw is not None:
         expected = count * dtype.itemsize
         if len(raw) != expected:
-            raise InvalidInput(f"input '{name}': raw_input_contents has {len(raw)} bytes; shape {shape} "
-                               f"of {datatype} needs {expected}")
+            raise InvalidInput(
+                f"input '{name}': raw_input_contents has {len(raw)} bytes; shape {shape} of {datatype} needs {expected}"
+            )
         return np.frombuffer(raw, dtype.newbyteorder("<")).reshape(shape)
     values = getattr(contents, field)
     if len(values) != count:
-        raise InvalidInput(f"input '{name}' has {len(values)} values in contents.{field}; shape {shape} "
-                           f"holds {count}")
+        raise InvalidInput(f"input '{name}' has {len(values)} values in contents.{field}; shape {shape} holds {count}")
     if dtype == np.uint8:
         wide = np.asarray(values, np.int64)
         if count and wide.max() > 255:

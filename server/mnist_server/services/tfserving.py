@@ -7,14 +7,24 @@ Serving's states); HandleReloadConfigRequest answers UNIMPLEMENTED (versions hot
 Version labels (`--version-labels stable=3,canary=4`) resolve `model_spec.version_label`.
 Generated code comes from the `tensorflow-serving-api` package; tensors go through tensors.py.
 """
+
 from __future__ import annotations
 
 import grpc
 import numpy as np
 from google.protobuf import wrappers_pb2
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     model_pb2, model_service_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2, prediction_service_pb2_grpc, status_pb2)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+    status_pb2,
+)
 
 from ..config import Settings
 from ..errors import InvalidInput, ModelNotFound
@@ -51,15 +61,13 @@ class VersionResolver:
             labels = self._labels.get(name, {})
             if spec.version_label not in labels:
                 known = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none (see --version-labels)"
-                raise InvalidInput(f"unknown version_label '{spec.version_label}' for model '{name}'; "
-                                   f"labels: {known}")
+                raise InvalidInput(f"unknown version_label '{spec.version_label}' for model '{name}'; labels: {known}")
             return name, labels[spec.version_label]
         return name, None
 
     def check_signature(self, name: str, signature_name: str) -> str:
         if signature_name not in ("", SIGNATURE_KEY):
-            raise InvalidInput(f"signature '{signature_name}' not found in model '{name}'; it serves "
-                               f"'{SIGNATURE_KEY}'")
+            raise InvalidInput(f"signature '{signature_name}' not found in model '{name}'; it serves '{SIGNATURE_KEY}'")
         return SIGNATURE_KEY
 
 
@@ -68,34 +76,41 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._core = core
         self._resolver = resolver
 
-    async def Predict(self, request: predict_pb2.PredictRequest,
-                      context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
+    async def Predict(
+        self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> predict_pb2.PredictResponse:
         name, version = self._resolver.resolve(request.model_spec)
         signature = self._resolver.check_signature(name, request.model_spec.signature_name)
         _, described = self._core.signature(name, version)
         input_name = described.input.name
         unknown = sorted(set(request.inputs) - {input_name})
         if unknown or input_name not in request.inputs:
-            raise InvalidInput(f"signature '{signature}' of model '{name}' takes exactly one input, "
-                               f"'{input_name}'; the request has {sorted(request.inputs) or 'none'}")
+            raise InvalidInput(
+                f"signature '{signature}' of model '{name}' takes exactly one input, "
+                f"'{input_name}'; the request has {sorted(request.inputs) or 'none'}"
+            )
         outputs = [t.name for t in described.outputs]
         for wanted in request.output_filter:
             if wanted not in outputs:
-                raise InvalidInput(f"output_filter names '{wanted}', not an output of signature "
-                                   f"'{signature}'; outputs: {', '.join(outputs)}")
+                raise InvalidInput(
+                    f"output_filter names '{wanted}', not an output of signature "
+                    f"'{signature}'; outputs: {', '.join(outputs)}"
+                )
         tensor = request.inputs[input_name]
         check_image_shape(input_name, [d.size for d in tensor.tensor_shape.dim], tensor.tensor_shape.unknown_rank)
         self._core.check_image_count(tensor.tensor_shape.dim[0].size if tensor.tensor_shape.dim else 0)
         images = to_images(input_name, ndarray_from_tensor_proto(input_name, tensor))
-        result = await self._core.infer(name, version, images,
-                                        self._core.deadline_from_timeout(context.time_remaining()))
+        result = await self._core.infer(
+            name, version, images, self._core.deadline_from_timeout(context.time_remaining())
+        )
         response = predict_pb2.PredictResponse(model_spec=_spec(name, result.version, signature))
         for output in request.output_filter or outputs:
             fill_tensor_proto(response.outputs[output], result.outputs[output])
         return response
 
-    async def Classify(self, request: classification_pb2.ClassificationRequest,
-                       context: grpc.aio.ServicerContext) -> classification_pb2.ClassificationResponse:
+    async def Classify(
+        self, request: classification_pb2.ClassificationRequest, context: grpc.aio.ServicerContext
+    ) -> classification_pb2.ClassificationResponse:
         """Each tf.Example holds one image under the signature's input name: bytes_list (784 raw
         uint8 bytes), int64_list (784 pixels 0-255) or float_list (784 values in [0, 1]). The answer
         lists every class, in class order, with its probability as the score."""
@@ -111,29 +126,33 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             examples = [_merged(context_example, example) for example in examples]
         self._core.check_image_count(len(examples))
         images = np.concatenate([_example_image(input_name, i, e) for i, e in enumerate(examples)])
-        result = await self._core.infer(name, version, images,
-                                        self._core.deadline_from_timeout(context.time_remaining()))
+        result = await self._core.infer(
+            name, version, images, self._core.deadline_from_timeout(context.time_remaining())
+        )
         response = classification_pb2.ClassificationResponse(model_spec=_spec(name, result.version, signature))
         for row in result.outputs["probabilities"].tolist():
             response.result.classifications.add().classes.extend(
-                classification_pb2.Class(label=label, score=score) for label, score in zip(result.class_names, row))
+                classification_pb2.Class(label=label, score=score) for label, score in zip(result.class_names, row)
+            )
         return response
 
     async def Regress(self, request, context: grpc.aio.ServicerContext):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "Regress: this server serves classifiers; use Predict or Classify")
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "Regress: this server serves classifiers; use Predict or Classify"
+        )
 
     async def MultiInference(self, request, context: grpc.aio.ServicerContext):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "MultiInference is not supported; use Predict or Classify")
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported; use Predict or Classify")
 
-    async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
-                               context: grpc.aio.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    async def GetModelMetadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         name, version = self._resolver.resolve(request.model_spec)
         fields = list(request.metadata_field)
         if fields != [SIGNATURE_DEF_FIELD]:
-            raise InvalidInput(f"metadata_field must be ['{SIGNATURE_DEF_FIELD}'] (the only metadata served), "
-                               f"got {fields}")
+            raise InvalidInput(
+                f"metadata_field must be ['{SIGNATURE_DEF_FIELD}'] (the only metadata served), got {fields}"
+            )
         answering, signature_def = self._core.signature_def(name, version)
         signatures = get_model_metadata_pb2.SignatureDefMap()
         # exactly as the export wrote it (tensor names included), kept from load time: the
@@ -149,8 +168,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self._core = core
         self._resolver = resolver
 
-    async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
-                             context: grpc.aio.ServicerContext) -> get_model_status_pb2.GetModelStatusResponse:
+    async def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.aio.ServicerContext
+    ) -> get_model_status_pb2.GetModelStatusResponse:
         name, version = self._resolver.resolve(request.model_spec)
         statuses = self._core.version_statuses(name)
         if version is not None:
@@ -160,20 +180,24 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         response = get_model_status_pb2.GetModelStatusResponse()
         for status in statuses:
             response.model_version_status.add(
-                version=status.version, state=_STATES.Value(status.state.value),
-                status=status_pb2.StatusProto(error_code=_ERROR_CODE_UNKNOWN if status.error else _ERROR_CODE_OK,
-                                              error_message=status.error or ""))
+                version=status.version,
+                state=_STATES.Value(status.state.value),
+                status=status_pb2.StatusProto(
+                    error_code=_ERROR_CODE_UNKNOWN if status.error else _ERROR_CODE_OK, error_message=status.error or ""
+                ),
+            )
         return response
 
     async def HandleReloadConfigRequest(self, request, context: grpc.aio.ServicerContext):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "models come from --model-dir/--model and new versions load from disk by "
-                            "themselves; there is no config to reload")
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "models come from --model-dir/--model and new versions load from disk by "
+            "themselves; there is no config to reload",
+        )
 
 
 def _spec(name: str, version: int, signature: str = "") -> model_pb2.ModelSpec:
-    return model_pb2.ModelSpec(name=name, version=wrappers_pb2.Int64Value(value=version),
-                               signature_name=signature)
+    return model_pb2.ModelSpec(name=name, version=wrappers_pb2.Int64Value(value=version), signature_name=signature)
 
 
 def _merged(context_example, example):

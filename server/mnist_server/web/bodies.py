@@ -4,6 +4,7 @@ Limits: a Content-Length above --max-receive-message-bytes is refused with 413 b
 body is read (aiohttp stops a chunked body at the same limit); a body that does not arrive within
 --http-body-timeout gets 408. Large JSON bodies are parsed on a worker thread, not the event loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,9 +37,10 @@ async def read_body(request: web.Request) -> bytes:
     timeout = body_timeout_s(request)
     try:
         return await asyncio.wait_for(request.read(), timeout)
-    except asyncio.TimeoutError:
-        raise web.HTTPRequestTimeout(text=f"the request body did not arrive within {timeout:g} s "
-                                          "(--http-body-timeout)") from None
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the request body did not arrive within {timeout:g} s (--http-body-timeout)"
+        ) from None
 
 
 def _reject_constant(name: str):
@@ -62,8 +64,10 @@ async def read_json(request: web.Request, *, what: str = "a JSON object") -> dic
     is parsed, as TF Serving's REST API does."""
     content_type = request.content_type
     if content_type.startswith(NOT_JSON_TYPES):
-        raise web.HTTPUnsupportedMediaType(text=f"{request.method} {request.path} takes {what} "
-                                                f"(Content-Type: application/json), got Content-Type {content_type}")
+        raise web.HTTPUnsupportedMediaType(
+            text=f"{request.method} {request.path} takes {what} "
+            f"(Content-Type: application/json), got Content-Type {content_type}"
+        )
     body = await read_body(request)
     if not body.strip():
         raise InvalidInput(f"the body is empty; send {what}")
@@ -108,8 +112,9 @@ def _check_rectangular(name: str, value, shape: list[int], depth: int) -> None:
             raise InvalidInput(f"'{name}' is nested deeper in some places than in others (ragged arrays)")
         return
     if not isinstance(value, list) or len(value) != shape[depth]:
-        raise InvalidInput(f"'{name}' is ragged: every array at depth {depth} must have {shape[depth]} elements, "
-                           "as the first one does")
+        raise InvalidInput(
+            f"'{name}' is ragged: every array at depth {depth} must have {shape[depth]} elements, as the first one does"
+        )
     for item in value:
         _check_rectangular(name, item, shape, depth + 1)
 
@@ -131,8 +136,10 @@ def pixels_from_json(name: str, value) -> np.ndarray:
         return array.reshape(shape)
     low, high = (min(flat), max(flat)) if flat else (0, 0)
     if low < 0 or high > 255:
-        raise InvalidInput(f"'{name}': integer pixels must be in [0, 255], found values in [{low}, {_short(high)}]; "
-                           "send floats in [0, 1] or integers 0-255")
+        raise InvalidInput(
+            f"'{name}': integer pixels must be in [0, 255], found values in [{low}, {_short(high)}]; "
+            "send floats in [0, 1] or integers 0-255"
+        )
     return np.asarray(flat, np.uint8).reshape(shape)
 
 

@@ -1,22 +1,24 @@
 """Our API over HTTP: what Classify and GetModelInfo answer on gRPC, as JSON.
 
-    POST /api/v1/classify[?model=NAME&version=N]
-        Content-Type image/png or image/jpeg (any image/*): the body is one image file
-        Content-Type multipart/form-data: every file field is an image (form fields `model`,
-            `version` may stand in for the query)
-        Content-Type application/json: a ClassifyRequest in the proto3 JSON mapping, e.g.
-            {"images": [{"pixels": "<784 bytes, base64>"}]} or {"images": [{"encoded": "<PNG, base64>"}]}
-        -> {"model_name", "model_version", "request_id", "predictions": [{"label", "class_name",
-            "probabilities"}]}, as ClassifyResponse
-    GET /api/v1/models -> {"models": [<model info>, ...]}, the default model first
-    GET /api/v1/models/{model}[?version=N] -> GetModelInfoResponse's fields (metadata parsed)
+POST /api/v1/classify[?model=NAME&version=N]
+    Content-Type image/png or image/jpeg (any image/*): the body is one image file
+    Content-Type multipart/form-data: every file field is an image (form fields `model`,
+        `version` may stand in for the query)
+    Content-Type application/json: a ClassifyRequest in the proto3 JSON mapping, e.g.
+        {"images": [{"pixels": "<784 bytes, base64>"}]} or {"images": [{"encoded": "<PNG, base64>"}]}
+    -> {"model_name", "model_version", "request_id", "predictions": [{"label", "class_name",
+        "probabilities"}]}, as ClassifyResponse
+GET /api/v1/models -> {"models": [<model info>, ...]}, the default model first
+GET /api/v1/models/{model}[?version=N] -> GetModelInfoResponse's fields (metadata parsed)
 """
+
 from __future__ import annotations
 
 import asyncio
 
 from aiohttp import web
 from google.protobuf import json_format
+
 from mnist_serving.v1 import classifier_pb2
 
 from ..errors import InvalidInput, ServingError
@@ -44,17 +46,30 @@ def _version(text: str | None, where: str) -> int:
 
 
 def describe_json(info: ModelDescription) -> dict:
-    return {"name": info.name, "version": info.version, "loaded_versions": list(info.loaded_versions),
-            "input_shape": list(info.signature.input.shape), "input_dtype": info.signature.input.dtype,
-            "class_names": list(info.class_names), "metadata": info.metadata, "device": info.device,
-            "max_batch_size": info.max_batch_size, "runtime": info.runtime}
+    return {
+        "name": info.name,
+        "version": info.version,
+        "loaded_versions": list(info.loaded_versions),
+        "input_shape": list(info.signature.input.shape),
+        "input_dtype": info.signature.input.dtype,
+        "class_names": list(info.class_names),
+        "metadata": info.metadata,
+        "device": info.device,
+        "max_batch_size": info.max_batch_size,
+        "runtime": info.runtime,
+    }
 
 
 def response_json(response: classifier_pb2.ClassifyResponse) -> dict:
-    return {"model_name": response.model_name, "model_version": response.model_version,
-            "request_id": response.request_id,
-            "predictions": [{"label": p.label, "class_name": p.class_name, "probabilities": list(p.probabilities)}
-                            for p in response.predictions]}
+    return {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+        "request_id": response.request_id,
+        "predictions": [
+            {"label": p.label, "class_name": p.class_name, "probabilities": list(p.probabilities)}
+            for p in response.predictions
+        ],
+    }
 
 
 class ClassifyApi:
@@ -72,9 +87,13 @@ class ClassifyApi:
         elif content_type.startswith("multipart/"):
             message = await self._request_from_form(request)
         else:  # JSON, whatever else the type says (curl -d sends a form type); read_json refuses raw bytes
-            message = self._request_from_json(await read_json(
-                request, what="an image file (Content-Type image/png or image/jpeg), a multipart form with image "
-                              "files, or a ClassifyRequest as JSON"))
+            message = self._request_from_json(
+                await read_json(
+                    request,
+                    what="an image file (Content-Type image/png or image/jpeg), a multipart form with image "
+                    "files, or a ClassifyRequest as JSON",
+                )
+            )
             if not message.model.name:
                 message.model.MergeFrom(self._request_from_query(request).model)
         deadline = self._core.deadline_from_timeout(None)
@@ -98,9 +117,10 @@ class ClassifyApi:
         message = self._request_from_query(request)
         try:
             await asyncio.wait_for(self._read_form(request, message), body_timeout_s(request))
-        except asyncio.TimeoutError:
-            raise web.HTTPRequestTimeout(text=f"the request body did not arrive within {body_timeout_s(request):g} s "
-                                              "(--http-body-timeout)") from None
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(
+                text=f"the request body did not arrive within {body_timeout_s(request):g} s (--http-body-timeout)"
+            ) from None
         if not message.images:
             raise InvalidInput("the form holds no image file; add one, e.g. curl -F image=@digit.png")
         return message
@@ -130,16 +150,19 @@ class ClassifyApi:
                 self._core.check_image_count(len(message.images) + 1)
                 message.images.add(encoded=bytes(data))
             else:
-                raise InvalidInput(f"the form field '{part.name}' is neither an image file nor one of "
-                                   f"{', '.join(FORM_FIELDS)}")
+                raise InvalidInput(
+                    f"the form field '{part.name}' is neither an image file nor one of {', '.join(FORM_FIELDS)}"
+                )
 
     def _request_from_json(self, value: dict) -> classifier_pb2.ClassifyRequest:
         message = classifier_pb2.ClassifyRequest()
         try:
             json_format.ParseDict(value, message)
         except json_format.ParseError as exc:
-            raise InvalidInput(f"the body is not a ClassifyRequest: {exc} (bytes fields are base64; arrays of "
-                               "pixel numbers go to /v1/models/{model}:predict or /v2/models/{model}/infer)") from None
+            raise InvalidInput(
+                f"the body is not a ClassifyRequest: {exc} (bytes fields are base64; arrays of "
+                "pixel numbers go to /v1/models/{model}:predict or /v2/models/{model}/infer)"
+            ) from None
         return message
 
     @protected(SERVICE_NAME)
@@ -157,4 +180,3 @@ class ClassifyApi:
     async def model(self, request: web.Request) -> web.Response:
         version = _version(request.query.get("version"), "the query's version") or None
         return web.json_response(describe_json(self._core.describe(request.match_info["model"], version)))
-

@@ -1,8 +1,10 @@
 """What every HTTP route module gets: the inference core, the settings, and the protection tag."""
+
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -29,9 +31,11 @@ def protected(service: str) -> Callable[[H], H]:
     """Marks a handler as calling `service` (a gRPC service name): with --auth-token-file it needs a
     token valid for that service, as on the gRPC port, and with --tls-client-ca a client certificate.
     Handlers without the mark (probes, the page's static files) are open."""
+
     def mark(handler: H) -> H:
         setattr(handler, SERVICE_ATTRIBUTE, service)
         return handler
+
     return mark
 
 

@@ -13,6 +13,7 @@ Every answer comes from the gRPC adapter (services/kserve.py): the same protobuf
 way Triton's HTTP server writes it (64-bit integers as JSON numbers, which perf_analyzer requires),
 so the two ports cannot disagree and inference joins the same batches.
 """
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -29,16 +30,28 @@ from .middleware import error_response
 BINARY_EXTENSION = "binary_tensor_data"  # HTTP only: Triton lists it in the HTTP server metadata
 MODEL_PATHS = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
 NOT_SUPPORTED_PATHS = (
-    "/v2/repository/index", "/v2/repository/models/{model}/load", "/v2/repository/models/{model}/unload",
-    "/v2/systemsharedmemory/status", "/v2/systemsharedmemory/region/{region}/status",
-    "/v2/systemsharedmemory/register", "/v2/systemsharedmemory/region/{region}/register",
-    "/v2/systemsharedmemory/unregister", "/v2/systemsharedmemory/region/{region}/unregister",
-    "/v2/cudasharedmemory/status", "/v2/cudasharedmemory/region/{region}/status",
-    "/v2/cudasharedmemory/register", "/v2/cudasharedmemory/region/{region}/register",
-    "/v2/cudasharedmemory/unregister", "/v2/cudasharedmemory/region/{region}/unregister",
-    "/v2/trace/setting", "/v2/models/{model}/trace/setting", "/v2/logging")
-NOT_SUPPORTED = ("not supported by this server (models and versions come from --model-dir; no shared memory, "
-                 "trace or log settings)")
+    "/v2/repository/index",
+    "/v2/repository/models/{model}/load",
+    "/v2/repository/models/{model}/unload",
+    "/v2/systemsharedmemory/status",
+    "/v2/systemsharedmemory/region/{region}/status",
+    "/v2/systemsharedmemory/register",
+    "/v2/systemsharedmemory/region/{region}/register",
+    "/v2/systemsharedmemory/unregister",
+    "/v2/systemsharedmemory/region/{region}/unregister",
+    "/v2/cudasharedmemory/status",
+    "/v2/cudasharedmemory/region/{region}/status",
+    "/v2/cudasharedmemory/register",
+    "/v2/cudasharedmemory/region/{region}/register",
+    "/v2/cudasharedmemory/unregister",
+    "/v2/cudasharedmemory/region/{region}/unregister",
+    "/v2/trace/setting",
+    "/v2/models/{model}/trace/setting",
+    "/v2/logging",
+)
+NOT_SUPPORTED = (
+    "not supported by this server (models and versions come from --model-dir; no shared memory, trace or log settings)"
+)
 WIDE_INTEGERS = (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64)
 
 
@@ -61,8 +74,9 @@ def add_routes(router: web.UrlDispatcher, context: WebContext) -> None:
 def message_json(message: Message) -> dict:
     """A protobuf as Triton's HTTP JSON: field names as in the .proto, fields at their defaults
     included, and 64-bit integers as numbers (the proto3 JSON mapping writes them as strings)."""
-    value = json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                      always_print_fields_with_no_presence=True)
+    value = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     return _wide_as_numbers(value, message.DESCRIPTOR)
 
 
@@ -136,8 +150,9 @@ class KServeRest:
     @protected(SERVICE_NAME)
     async def statistics(self, request: web.Request) -> web.Response:
         name, version = self._model(request)
-        answer = message_json(await self._service.ModelStatistics(
-            service_pb2.ModelStatisticsRequest(name=name, version=version), None))
+        answer = message_json(
+            await self._service.ModelStatistics(service_pb2.ModelStatisticsRequest(name=name, version=version), None)
+        )
         # perf_analyzer reads every duration (cache_hit, cache_miss too) as a number: none may be missing
         durations = [f.name for f in service_pb2.InferStatistics.DESCRIPTOR.fields]
         for model in answer["model_stats"]:

@@ -9,6 +9,7 @@ then carried as raw bytes, so the gRPC adapter validates both ports' tensors wit
 Response: each output as JSON `data`, or as binary after the JSON when asked (`binary_data` on a
 requested output, `binary_data_output` in the request's parameters), with the same header.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,10 @@ OUTPUT_KEYS = ("name", "parameters")
 INT64_MAX = 2**63 - 1
 NOTHING = object()
 InputTensor = service_pb2.ModelInferRequest.InferInputTensor
-WHAT = ("an inference request: a JSON object with 'inputs', optionally followed by binary tensor data "
-        f"(header {HEADER_LENGTH})")
+WHAT = (
+    "an inference request: a JSON object with 'inputs', optionally followed by binary tensor data "
+    f"(header {HEADER_LENGTH})"
+)
 
 
 @dataclass
@@ -58,22 +61,27 @@ async def _read(request: web.Request) -> tuple[bytes, memoryview]:
     """(the JSON part, the binary part). Any Content-Type but images and forms: tritonclient.http
     sends even all-JSON requests as application/octet-stream."""
     if request.content_type.startswith(("image/", "multipart/")):
-        raise web.HTTPUnsupportedMediaType(text=f"{request.method} {request.path} takes {WHAT}, got Content-Type "
-                                                f"{request.content_type}; images go to /api/v1/classify")
+        raise web.HTTPUnsupportedMediaType(
+            text=f"{request.method} {request.path} takes {WHAT}, got Content-Type "
+            f"{request.content_type}; images go to /api/v1/classify"
+        )
     declared = request.headers.get(HEADER_LENGTH)
     length = None
     if declared is not None:
         text = declared.strip()
         if not (text.isascii() and text.isdigit()):
-            raise InvalidInput(f"the {HEADER_LENGTH} header must be the JSON part's length in bytes (a non-negative "
-                               f"integer), got '{declared[:40]}'")
+            raise InvalidInput(
+                f"the {HEADER_LENGTH} header must be the JSON part's length in bytes (a non-negative "
+                f"integer), got '{declared[:40]}'"
+            )
         length = int(text)
     body = await read_body(request)
     if length is None:
         length = len(body)
     elif length > len(body):
-        raise InvalidInput(f"the {HEADER_LENGTH} header says the JSON part has {length} bytes, but the whole body "
-                           f"has only {len(body)}")
+        raise InvalidInput(
+            f"the {HEADER_LENGTH} header says the JSON part has {length} bytes, but the whole body has only {len(body)}"
+        )
     return body[:length], memoryview(body)[length:]
 
 
@@ -118,8 +126,10 @@ def parse_infer_call(value: dict, binary: memoryview, model: str, version: str) 
         call.timeout_s = _integer(parameters["timeout"], "the parameter 'timeout' (microseconds)", 1) / 1e6
     inputs = value.get("inputs")
     if not isinstance(inputs, list) or not inputs:
-        raise InvalidInput("the request needs 'inputs': a non-empty array of tensors, e.g. [{\"name\": \"images\", "
-                           "\"datatype\": \"UINT8\", \"shape\": [1, 28, 28], \"data\": [...]}]")
+        raise InvalidInput(
+            'the request needs \'inputs\': a non-empty array of tensors, e.g. [{"name": "images", '
+            '"datatype": "UINT8", "shape": [1, 28, 28], "data": [...]}]'
+        )
     offset = 0
     for index, item in enumerate(inputs):
         tensor, raw, from_binary = _input(_object(item, f"inputs[{index}]"), index, binary, offset)
@@ -127,8 +137,10 @@ def parse_infer_call(value: dict, binary: memoryview, model: str, version: str) 
         call.request.inputs.append(tensor)
         call.request.raw_input_contents.append(raw)
     if offset != len(binary):
-        raise InvalidInput(f"{len(binary)} bytes of binary tensor data follow the JSON part, but the inputs' "
-                           f"binary_data_size parameters account for {offset}")
+        raise InvalidInput(
+            f"{len(binary)} bytes of binary tensor data follow the JSON part, but the inputs' "
+            f"binary_data_size parameters account for {offset}"
+        )
     for index, item in enumerate(_list(value.get("outputs", []), "'outputs'")):
         _output(call, _object(item, f"outputs[{index}]"), index)
     return call
@@ -156,8 +168,9 @@ def _input(item: dict, index: int, binary: memoryview, offset: int) -> tuple[Inp
         raise InvalidInput(f"input '{name}' has shape {shape} with a negative dimension")
     check_image_shape(name, shape)
     if datatype not in INPUT_DTYPES:
-        raise InvalidInput(f"input '{name}' has datatype {datatype or '(empty)'}; expected UINT8 (0-255), "
-                           "FP32 or FP64 (0-1)")
+        raise InvalidInput(
+            f"input '{name}' has datatype {datatype or '(empty)'}; expected UINT8 (0-255), FP32 or FP64 (0-1)"
+        )
     dtype, count = INPUT_DTYPES[datatype], math.prod(shape)
     parameters = _object(item.get("parameters", {}), f"input '{name}' parameters")
     if any(key.startswith("shared_memory") for key in parameters):
@@ -171,12 +184,16 @@ def _input(item: dict, index: int, binary: memoryview, offset: int) -> tuple[Inp
         raise InvalidInput(f"input '{name}' has both 'data' and a 'binary_data_size' parameter; give one")
     size = _integer(parameters["binary_data_size"], f"input '{name}': binary_data_size")
     if size != count * dtype.itemsize:
-        raise InvalidInput(f"input '{name}': binary_data_size is {size} bytes; shape {shape} of {datatype} needs "
-                           f"{count * dtype.itemsize}")
+        raise InvalidInput(
+            f"input '{name}': binary_data_size is {size} bytes; shape {shape} of {datatype} needs "
+            f"{count * dtype.itemsize}"
+        )
     if offset + size > len(binary):
-        raise InvalidInput(f"input '{name}': binary_data_size is {size} bytes, but only {len(binary) - offset} "
-                           "bytes of binary data are left after the JSON part")
-    return tensor, bytes(binary[offset:offset + size]), True
+        raise InvalidInput(
+            f"input '{name}': binary_data_size is {size} bytes, but only {len(binary) - offset} "
+            "bytes of binary data are left after the JSON part"
+        )
+    return tensor, bytes(binary[offset : offset + size]), True
 
 
 def _json_tensor(name: str, datatype: str, dtype: np.dtype, data, shape: list[int], count: int) -> np.ndarray:
@@ -193,13 +210,16 @@ def _json_tensor(name: str, datatype: str, dtype: np.dtype, data, shape: list[in
     if bad is not NOTHING:
         hint = "; send FP32 for floats in [0, 1]" if isinstance(bad, float) else ""
         kind = "integers" if datatype == "UINT8" else "numbers"
-        raise InvalidInput(f"input '{name}': {datatype} data must hold {kind}, "
-                           f"found a JSON {json_type(bad)}: {json.dumps(bad)[:40]}{hint}")
+        raise InvalidInput(
+            f"input '{name}': {datatype} data must hold {kind}, "
+            f"found a JSON {json_type(bad)}: {json.dumps(bad)[:40]}{hint}"
+        )
     if datatype == "UINT8":
         low, high = (min(flat), max(flat)) if flat else (0, 0)
         if low < 0 or high > 255:
-            raise InvalidInput(f"input '{name}': UINT8 values must be in [0, 255], found values in "
-                               f"[{str(low)[:20]}, {str(high)[:20]}]")
+            raise InvalidInput(
+                f"input '{name}': UINT8 values must be in [0, 255], found values in [{str(low)[:20]}, {str(high)[:20]}]"
+            )
         return np.asarray(flat, dtype)
     try:
         wide = np.asarray(flat, np.float64)
@@ -247,8 +267,9 @@ def infer_response(call: InferCall, response: service_pb2.ModelInferResponse) ->
     text = json.dumps(body).encode()
     if not chunks:
         return web.Response(body=text, content_type="application/json")
-    return web.Response(body=b"".join([text, *chunks]), content_type="application/octet-stream",
-                        headers={HEADER_LENGTH: str(len(text))})
+    return web.Response(
+        body=b"".join([text, *chunks]), content_type="application/octet-stream", headers={HEADER_LENGTH: str(len(text))}
+    )
 
 
 def _json_values(datatype: str, raw: bytes) -> list:
@@ -256,7 +277,7 @@ def _json_values(datatype: str, raw: bytes) -> list:
         return np.frombuffer(raw, OUTPUT_DTYPES[datatype]).tolist()
     values, at = [], 0  # BYTES: each element a 4-byte little-endian length, then its bytes
     while at < len(raw):
-        size = int.from_bytes(raw[at:at + 4], "little")
-        values.append(raw[at + 4:at + 4 + size].decode())
+        size = int.from_bytes(raw[at : at + 4], "little")
+        values.append(raw[at + 4 : at + 4 + size].decode())
         at += 4 + size
     return values

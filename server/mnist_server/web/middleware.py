@@ -11,6 +11,7 @@
    certificate (mutual TLS) and a bearer token valid for their gRPC service;
 5. security headers on every answer (the page's CSP lives in page.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,10 @@ from .context import Handler, protected_service
 log = logging.getLogger(__name__)
 
 UNMATCHED = "unmatched"  # the route label of requests no route took (404, 405)
-NO_CLIENT_CERTIFICATE = ("a client certificate is required (the server runs mutual TLS: --tls-client-ca); "
-                         "only /healthz, /readyz and /metrics answer without one")
+NO_CLIENT_CERTIFICATE = (
+    "a client certificate is required (the server runs mutual TLS: --tls-client-ca); "
+    "only /healthz, /readyz and /metrics answer without one"
+)
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> web.Response:
@@ -42,8 +45,9 @@ def error_response(status: int, message: str, headers: dict | None = None) -> we
     if len(message) > MAX_MESSAGE_CHARS:
         half = MAX_MESSAGE_CHARS // 2
         message = f"{message[:half]}...[{len(message) - 2 * half} chars cut]...{message[-half:]}"
-    return web.Response(status=status, text=json.dumps({"error": message}), content_type="application/json",
-                        headers=headers)
+    return web.Response(
+        status=status, text=json.dumps({"error": message}), content_type="application/json", headers=headers
+    )
 
 
 def route_label(request: web.Request) -> str:
@@ -79,6 +83,7 @@ def metered(metrics: ServerMetrics):
             if counter is None:
                 counter = counters[key] = metrics.http_requests.labels(route, labels.model, str(status))
             counter.inc()  # type: ignore[attr-defined]
+
     return middleware
 
 
@@ -90,11 +95,12 @@ def bounded_send(timeout_s: float):
             return response
         try:  # aiohttp would send it after we return, with no time limit: send it here instead
             await asyncio.wait_for(_send(request, response), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.debug("dropped a connection that did not take its %s answer within %.1fs", request.path, timeout_s)
             if request.transport is not None:
                 request.transport.abort()
         return response
+
     return middleware
 
 
@@ -105,14 +111,19 @@ async def _send(request: web.Request, response: web.StreamResponse) -> None:
 
 def _http_exception_message(request: web.Request, exc: web.HTTPException) -> str:
     if isinstance(exc, web.HTTPNotFound) and request.match_info.http_exception is exc:
-        return (f"no route for {request.method} {request.path}; the API routes are under /v1/models "
-                "(TF Serving REST), /v2 (KServe v2 REST) and /api/v1 (image upload), the page is at /")
+        return (
+            f"no route for {request.method} {request.path}; the API routes are under /v1/models "
+            "(TF Serving REST), /v2 (KServe v2 REST) and /api/v1 (image upload), the page is at /"
+        )
     if isinstance(exc, web.HTTPMethodNotAllowed):
-        return (f"method {exc.method} is not allowed on {request.path}; allowed: "
-                f"{', '.join(sorted(exc.allowed_methods))}")
+        return (
+            f"method {exc.method} is not allowed on {request.path}; allowed: {', '.join(sorted(exc.allowed_methods))}"
+        )
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return (f"the request body is larger than the limit of {request.client_max_size} bytes "
-                "(--max-receive-message-bytes); send fewer images per request")
+        return (
+            f"the request body is larger than the limit of {request.client_max_size} bytes "
+            "(--max-receive-message-bytes); send fewer images per request"
+        )
     return exc.text or exc.reason
 
 
@@ -149,10 +160,14 @@ def guard(core: InferenceCore, verifier: TokenVerifier | None, mutual_tls: bool)
             refusal = verifier.verdict(request.headers.getall("Authorization", []), service)
             if refusal is not None:
                 code, message = refusal
-                headers = {"WWW-Authenticate": 'Bearer realm="mnist-serving"'} \
-                    if code == grpc.StatusCode.UNAUTHENTICATED else None
+                headers = (
+                    {"WWW-Authenticate": 'Bearer realm="mnist-serving"'}
+                    if code == grpc.StatusCode.UNAUTHENTICATED
+                    else None
+                )
                 return error_response(HTTP_STATUS[code], message, headers)
         return await handler(request)
+
     return middleware
 
 

@@ -1,5 +1,6 @@
 """The draw-a-digit page at / and its static files, shipped in this package (static/): nothing is
 loaded from another origin, and the Content-Security-Policy allows only this one."""
+
 from __future__ import annotations
 
 import mimetypes
@@ -9,9 +10,11 @@ from aiohttp import web
 
 from .context import WebContext
 
-CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-                           "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; "
-                           "frame-ancestors 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 STATIC = resources.files(__package__) / "static"
 
 
@@ -34,9 +37,14 @@ def add_routes(router: web.UrlDispatcher, context: WebContext) -> None:
         if name not in files:
             raise web.HTTPNotFound(text=f"no static file '{name[:80]}'; the page is at /")
         body, content_type = files[name]
-        return web.Response(body=body, headers={"Content-Type": content_type,
-                                                "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-                                                "Cache-Control": "no-cache"})
+        return web.Response(
+            body=body,
+            headers={
+                "Content-Type": content_type,
+                "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                "Cache-Control": "no-cache",
+            },
+        )
 
     async def index(request: web.Request) -> web.Response:
         return serve("index.html")

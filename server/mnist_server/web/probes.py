@@ -1,6 +1,7 @@
 """/healthz (the process answers), /readyz (every model has a version and the server is not
 draining), /metrics (Prometheus text). Open to all: orchestrators and Prometheus call them without
 tokens or client certificates."""
+
 from __future__ import annotations
 
 from aiohttp import web

@@ -8,6 +8,7 @@ client does not take within it drops the connection; a body over
 --max-receive-message-bytes gets 413 before it is read; headers are capped by aiohttp (8 KiB per
 line). No thread per connection: each is a protocol object and a task on the loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,9 +34,11 @@ log = logging.getLogger(__name__)
 # hold the connection 10 s more.
 LINGERING_S = 2.0
 API_MODULES = (tfserving, kserve, classify, page)  # each has add_routes(router, context)
-TOO_MANY_CONNECTIONS = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                        b"Connection: close\r\nRetry-After: 1\r\nContent-Length: 76\r\n\r\n"
-                        b'{"error": "too many open connections (--http-max-connections); retry later"}')
+TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nRetry-After: 1\r\nContent-Length: 76\r\n\r\n"
+    b'{"error": "too many open connections (--http-max-connections); retry later"}'
+)
 assert len(TOO_MANY_CONNECTIONS.split(b"\r\n\r\n", 1)[1]) == 76
 
 
@@ -51,9 +54,13 @@ def build_app(context: WebContext, metrics: ServerMetrics, verifier: TokenVerifi
     settings = context.settings
     app = web.Application(
         client_max_size=settings.max_receive_message_bytes,
-        middlewares=[middleware.metered(metrics), middleware.bounded_send(settings.http_body_timeout_s),
-                     middleware.errors,
-                     middleware.guard(context.core, verifier, settings.tls_client_ca is not None)])
+        middlewares=[
+            middleware.metered(metrics),
+            middleware.bounded_send(settings.http_body_timeout_s),
+            middleware.errors,
+            middleware.guard(context.core, verifier, settings.tls_client_ca is not None),
+        ],
+    )
     app[SETTINGS] = settings
     probes.add_routes(app.router, context, metrics)
     for module in API_MODULES:
@@ -63,8 +70,14 @@ def build_app(context: WebContext, metrics: ServerMetrics, verifier: TokenVerifi
 
 
 class HttpServer:
-    def __init__(self, core: InferenceCore, settings: Settings, metrics: ServerMetrics,
-                 verifier: TokenVerifier | None, classifier: ClassifierService):
+    def __init__(
+        self,
+        core: InferenceCore,
+        settings: Settings,
+        metrics: ServerMetrics,
+        verifier: TokenVerifier | None,
+        classifier: ClassifierService,
+    ):
         self.settings = settings
         self.metrics = metrics
         self.app = build_app(WebContext(core, settings, classifier), metrics, verifier)
@@ -77,13 +90,22 @@ class HttpServer:
         """Raises OSError when the port cannot be taken."""
         s = self.settings
         self.ssl_context = ssl_context
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
-                                     keepalive_timeout=s.http_idle_timeout_s, shutdown_timeout=s.grace_period_s,
-                                     lingering_time=LINGERING_S)
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=s.http_idle_timeout_s,
+            shutdown_timeout=s.grace_period_s,
+            lingering_time=LINGERING_S,
+        )
         await self._runner.setup()
         server = self._runner.server
         assert server is not None
-        limit, gauge, refused = s.http_max_connections, self.metrics.http_connections, self.metrics.http_connections_refused
+        limit, gauge, refused = (
+            s.http_max_connections,
+            self.metrics.http_connections,
+            self.metrics.http_connections_refused,
+        )
         gauge.set_function(lambda: len(server.connections))
 
         def protocol() -> asyncio.Protocol:
@@ -94,11 +116,22 @@ class HttpServer:
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            protocol, s.host, s.http_port, ssl=ssl_context, backlog=512, reuse_address=True,
-            family=socket.AF_INET6 if ":" in s.host else socket.AF_UNSPEC)
+            protocol,
+            s.host,
+            s.http_port,
+            ssl=ssl_context,
+            backlog=512,
+            reuse_address=True,
+            family=socket.AF_INET6 if ":" in s.host else socket.AF_UNSPEC,
+        )
         self._reaper = asyncio.create_task(_reap_unflushed(server, s.http_body_timeout_s), name="http-reaper")
-        log.info("HTTP%s on %s:%d: TF Serving REST (/v1/models), KServe v2 REST (/v2), image upload (/api/v1), "
-                 "the page (/), /metrics, /healthz, /readyz", " (TLS)" if ssl_context else "", s.host, s.http_port)
+        log.info(
+            "HTTP%s on %s:%d: TF Serving REST (/v1/models), KServe v2 REST (/v2), image upload (/api/v1), "
+            "the page (/), /metrics, /healthz, /readyz",
+            " (TLS)" if ssl_context else "",
+            s.host,
+            s.http_port,
+        )
 
     async def stop(self) -> None:
         """No new connections; requests already being handled are answered (within --grace-period);

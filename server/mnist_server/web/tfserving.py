@@ -16,6 +16,7 @@ straight to numpy and calls core.infer. Choices beyond the spec (docs/http-tfser
   plain list of values;
 - unknown top-level fields are refused rather than ignored; NaN/Infinity are refused (bodies.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,14 +32,22 @@ from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, 
 
 from ..errors import InvalidInput
 from ..services.tensors import PIXELS, check_image_shape, to_images
-from ..services.tfserving import (MODEL_SERVICE, PREDICTION_SERVICE, SIGNATURE_DEF_FIELD, ModelService,
-                                  PredictionService, VersionResolver)
+from ..services.tfserving import (
+    MODEL_SERVICE,
+    PREDICTION_SERVICE,
+    SIGNATURE_DEF_FIELD,
+    ModelService,
+    PredictionService,
+    VersionResolver,
+)
 from .bodies import json_type, pixels_from_json, read_json
 from .context import WebContext, protected
 
-MODEL_PATHS = ("/v1/models/{model:[^/:]+}",
-               "/v1/models/{model:[^/:]+}/versions/{version:[^/:]+}",
-               "/v1/models/{model:[^/:]+}/labels/{label:[^/:]+}")
+MODEL_PATHS = (
+    "/v1/models/{model:[^/:]+}",
+    "/v1/models/{model:[^/:]+}/versions/{version:[^/:]+}",
+    "/v1/models/{model:[^/:]+}/labels/{label:[^/:]+}",
+)
 VERSION_TEXT = re.compile(r"[0-9]{1,18}")  # int64 without overflow
 PREDICT_FIELDS = ("signature_name", "instances", "inputs", "output_filter")
 CLASSIFY_FIELDS = ("signature_name", "context", "examples")
@@ -79,8 +88,10 @@ def _model_spec(request: web.Request) -> model_pb2.ModelSpec:
 def _check_fields(body: dict, known: tuple[str, ...], verb: str) -> None:
     unknown = sorted(set(body) - set(known))
     if unknown:
-        raise InvalidInput(f"unknown field(s) {', '.join(repr(k[:40]) for k in unknown[:5])} in the {verb} "
-                           f"request; it takes {', '.join(known)}")
+        raise InvalidInput(
+            f"unknown field(s) {', '.join(repr(k[:40]) for k in unknown[:5])} in the {verb} "
+            f"request; it takes {', '.join(known)}"
+        )
 
 
 def _signature_name(body: dict) -> str:
@@ -96,8 +107,9 @@ def _is_b64(value) -> bool:
 
 def _b64_bytes(where: str, value) -> bytes:
     if not _is_b64(value):
-        raise InvalidInput(f"{where} is a JSON {json_type(value)} among {{\"b64\": ...}} images; "
-                           "send every image the same way")
+        raise InvalidInput(
+            f'{where} is a JSON {json_type(value)} among {{"b64": ...}} images; send every image the same way'
+        )
     text = value["b64"]
     if not isinstance(text, str):
         raise InvalidInput(f"{where}: 'b64' must be a base64 string, got a JSON {json_type(text)}")
@@ -110,16 +122,19 @@ def _b64_bytes(where: str, value) -> bytes:
 def _b64_image(where: str, value) -> np.ndarray:
     data = _b64_bytes(where, value)
     if len(data) != PIXELS:
-        raise InvalidInput(f"{where}: 'b64' decodes to {len(data)} bytes; an image is {PIXELS} bytes "
-                           "(28x28 uint8 pixels, row-major)")
+        raise InvalidInput(
+            f"{where}: 'b64' decodes to {len(data)} bytes; an image is {PIXELS} bytes (28x28 uint8 pixels, row-major)"
+        )
     return np.frombuffer(data, np.uint8).reshape(28, 28)
 
 
 def _images(where: str, input_name: str, value) -> np.ndarray:
     """JSON images (nested pixel arrays, or a list of b64 images) -> uint8 [N, 28, 28], validated."""
     if _is_b64(value):
-        raise InvalidInput(f"'{where}' is one {{\"b64\": ...}} value; a b64 value is one image, so "
-                           "send an array of them: [{\"b64\": ...}, ...]")
+        raise InvalidInput(
+            f"'{where}' is one {{\"b64\": ...}} value; a b64 value is one image, so "
+            'send an array of them: [{"b64": ...}, ...]'
+        )
     if isinstance(value, list) and value and _is_b64(value[0]):
         return np.stack([_b64_image(f"{where}[{i}]", item) for i, item in enumerate(value)])
     pixels = pixels_from_json(where, value)
@@ -130,16 +145,19 @@ def _images(where: str, input_name: str, value) -> np.ndarray:
 def _row_values(instances, input_name: str) -> list:
     """The row format's instances -> one JSON image each (the named form {"images": ...} unwrapped)."""
     if not isinstance(instances, list):
-        raise InvalidInput(f"'instances' must be an array with one image per element (row format), "
-                           f"got a JSON {json_type(instances)}")
+        raise InvalidInput(
+            f"'instances' must be an array with one image per element (row format), got a JSON {json_type(instances)}"
+        )
     if not (instances and isinstance(instances[0], dict) and not _is_b64(instances[0])):
         return instances
     values = []
     for index, item in enumerate(instances):
         if not isinstance(item, dict) or _is_b64(item) or set(item) != {input_name}:
             got = f"keys {sorted(item)[:5]}" if isinstance(item, dict) else f"a JSON {json_type(item)}"
-            raise InvalidInput(f"instance {index} must be an object with the one key '{input_name}' "
-                               f"(the signature's only input), as instance 0 is; got {got}")
+            raise InvalidInput(
+                f"instance {index} must be an object with the one key '{input_name}' "
+                f"(the signature's only input), as instance 0 is; got {got}"
+            )
         values.append(item[input_name])
     return values
 
@@ -148,8 +166,9 @@ def _columnar_value(inputs, input_name: str):
     if isinstance(inputs, dict) and not _is_b64(inputs):
         names = sorted(inputs)
         if names != [input_name]:
-            raise InvalidInput(f"'inputs' names {[n[:40] for n in names[:5]]}; the signature takes one "
-                               f"input, '{input_name}'")
+            raise InvalidInput(
+                f"'inputs' names {[n[:40] for n in names[:5]]}; the signature takes one input, '{input_name}'"
+            )
         return inputs[input_name]
     return inputs
 
@@ -160,8 +179,10 @@ def _outputs(body: dict, available: list[str], signature: str) -> list[str]:
         raise InvalidInput("'output_filter' must be an array of output names")
     for name in wanted:
         if name not in available:
-            raise InvalidInput(f"output_filter names '{name[:40]}', not an output of signature '{signature}'; "
-                               f"outputs: {', '.join(available)}")
+            raise InvalidInput(
+                f"output_filter names '{name[:40]}', not an output of signature '{signature}'; "
+                f"outputs: {', '.join(available)}"
+            )
     return list(dict.fromkeys(wanted)) or available
 
 
@@ -183,12 +204,15 @@ def _feature(where: str, value) -> feature_pb2.Feature:
     if _is_b64(value):
         return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[_b64_bytes(where, value)]))
     if isinstance(value, list) and value and _is_b64(value[0]):
-        return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(
-            value=[_b64_bytes(f"{where}[{i}]", item) for i, item in enumerate(value)]))
+        return feature_pb2.Feature(
+            bytes_list=feature_pb2.BytesList(value=[_b64_bytes(f"{where}[{i}]", item) for i, item in enumerate(value)])
+        )
     pixels = pixels_from_json(where, value)
     if pixels.ndim != 1:
-        raise InvalidInput(f"'{where}' must be a flat array of {PIXELS} pixels (a tf.Example feature is a "
-                           f"list), got shape {list(pixels.shape)}")
+        raise InvalidInput(
+            f"'{where}' must be a flat array of {PIXELS} pixels (a tf.Example feature is a "
+            f"list), got shape {list(pixels.shape)}"
+        )
     if pixels.dtype == np.uint8:
         return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=pixels.tolist()))
     return feature_pb2.Feature(float_list=feature_pb2.FloatList(value=pixels.tolist()))
@@ -202,8 +226,9 @@ def _fill_example(example, features, input_name: str, where: str) -> None:
         example.features.feature[input_name].CopyFrom(_feature(f"{where}.{input_name}", features[input_name]))
 
 
-def _classification_request(body: dict, spec: model_pb2.ModelSpec,
-                            input_name: str) -> classification_pb2.ClassificationRequest:
+def _classification_request(
+    body: dict, spec: model_pb2.ModelSpec, input_name: str
+) -> classification_pb2.ClassificationRequest:
     message = classification_pb2.ClassificationRequest(model_spec=spec)
     examples = body["examples"]
     if "context" in body:
@@ -217,8 +242,9 @@ def _classification_request(body: dict, spec: model_pb2.ModelSpec,
 
 
 def _message_json(message, *, proto_names: bool = False) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=proto_names,
-                                     always_print_fields_with_no_presence=True)
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=proto_names, always_print_fields_with_no_presence=True
+    )
 
 
 class TfServingRestApi:
@@ -237,17 +263,26 @@ class TfServingRestApi:
     @protected(MODEL_SERVICE)
     async def status(self, request: web.Request) -> web.Response:
         answer = await self._models.GetModelStatus(
-            get_model_status_pb2.GetModelStatusRequest(model_spec=_model_spec(request)), None)
+            get_model_status_pb2.GetModelStatusRequest(model_spec=_model_spec(request)), None
+        )
         return web.json_response(_message_json(answer))  # the proto's json_names are TF Serving's
 
     @protected(PREDICTION_SERVICE)
     async def metadata(self, request: web.Request) -> web.Response:
-        answer = await self._prediction.GetModelMetadata(get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=_model_spec(request), metadata_field=[SIGNATURE_DEF_FIELD]), None)
+        answer = await self._prediction.GetModelMetadata(
+            get_model_metadata_pb2.GetModelMetadataRequest(
+                model_spec=_model_spec(request), metadata_field=[SIGNATURE_DEF_FIELD]
+            ),
+            None,
+        )
         signatures = get_model_metadata_pb2.SignatureDefMap()
         answer.metadata[SIGNATURE_DEF_FIELD].Unpack(signatures)
-        return web.json_response({"model_spec": _message_json(answer.model_spec, proto_names=True),
-                                  "metadata": {SIGNATURE_DEF_FIELD: _message_json(signatures, proto_names=True)}})
+        return web.json_response(
+            {
+                "model_spec": _message_json(answer.model_spec, proto_names=True),
+                "metadata": {SIGNATURE_DEF_FIELD: _message_json(signatures, proto_names=True)},
+            }
+        )
 
     @protected(PREDICTION_SERVICE)
     async def predict(self, request: web.Request) -> web.Response:
@@ -259,8 +294,10 @@ class TfServingRestApi:
         outputs = _outputs(body, [t.name for t in described.outputs], signature)
         row = "instances" in body
         if row == ("inputs" in body):
-            raise InvalidInput("a predict request has either 'instances' (row format) or 'inputs' (columnar "
-                               f"format), {'not both' if row else 'and this one has neither'}")
+            raise InvalidInput(
+                "a predict request has either 'instances' (row format) or 'inputs' (columnar "
+                f"format), {'not both' if row else 'and this one has neither'}"
+            )
         input_name = described.input.name
         value = _row_values(body["instances"], input_name) if row else _columnar_value(body["inputs"], input_name)
         count = len(value) if isinstance(value, list) else 1
@@ -279,18 +316,32 @@ class TfServingRestApi:
         input_name = self._core.signature(name, version)[1].input.name
         examples = body.get("examples")
         if not isinstance(examples, list) or not examples:
-            got = ("nothing" if examples is None else "an empty array" if examples == []
-                   else f"a JSON {json_type(examples)}")
-            raise InvalidInput(f"'examples' must be a non-empty array of tf.Example objects such as "
-                               f"{{\"{input_name}\": [784 pixels]}}, got {got}")
+            got = (
+                "nothing"
+                if examples is None
+                else "an empty array"
+                if examples == []
+                else f"a JSON {json_type(examples)}"
+            )
+            raise InvalidInput(
+                f"'examples' must be a non-empty array of tf.Example objects such as "
+                f'{{"{input_name}": [784 pixels]}}, got {got}'
+            )
         self._core.check_image_count(len(examples))
         message = await self._off_loop_if_large(len(examples), _classification_request, body, spec, input_name)
         answer = await self._prediction.Classify(message, _NoDeadline())
-        return web.json_response({"results": [[[c.label, c.score] for c in classification.classes]
-                                              for classification in answer.result.classifications]})
+        return web.json_response(
+            {
+                "results": [
+                    [[c.label, c.score] for c in classification.classes]
+                    for classification in answer.result.classifications
+                ]
+            }
+        )
 
     @protected(PREDICTION_SERVICE)
     async def regress(self, request: web.Request) -> web.Response:
         name, _ = self._resolver.resolve(_model_spec(request))  # unknown models and labels answer as elsewhere
-        raise web.HTTPNotImplemented(text=f"regress: model '{name}' is a classifier and has no regression "
-                                          "signature; use :predict or :classify")
+        raise web.HTTPNotImplemented(
+            text=f"regress: model '{name}' is a classifier and has no regression signature; use :predict or :classify"
+        )
