@@ -21,7 +21,7 @@ import numpy as np
 
 UBYTE_TYPE = 0x08
 # The element-type byte -> numpy dtype; values are stored big-endian.
-_DTYPES = {
+_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),
     0x0B: np.dtype(">i2"),

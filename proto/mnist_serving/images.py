@@ -44,7 +44,7 @@ def mnist_style(image: Image.Image) -> np.ndarray:
     height, width = digit.shape
     scale = DIGIT_BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    digit = np.asarray(Image.fromarray(digit.astype(np.uint8)).resize(size, Image.LANCZOS), np.float32)
+    digit = np.asarray(Image.fromarray(digit.astype(np.uint8)).resize(size, Image.Resampling.LANCZOS), np.float32)
     return _centre_by_mass(digit)
 
 
@@ -67,7 +67,7 @@ def fashion_product_style(image: Image.Image) -> np.ndarray:
     height, width = product.shape
     scale = SIDE / max(height, width)
     size = (max(1, min(SIDE, round(width * scale))), max(1, min(SIDE, round(height * scale))))
-    product = np.asarray(Image.fromarray(product.astype(np.uint8)).resize(size, Image.LANCZOS), np.float32)
+    product = np.asarray(Image.fromarray(product.astype(np.uint8)).resize(size, Image.Resampling.LANCZOS), np.float32)
     canvas = np.zeros((SIDE, SIDE), np.float32)
     top, left = (SIDE - size[1]) // 2, (SIDE - size[0]) // 2
     canvas[top : top + size[1], left : left + size[0]] = product

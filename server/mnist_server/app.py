@@ -146,7 +146,7 @@ class ModelServer:
             executor=self.model_executor,
             observer=self.core.statistics.observer(model.name, model.version, self.metrics.batch_observer(model.name)),
             item_shape=model.input_shape[1:],
-            item_dtype=np.uint8,
+            item_dtype=np.dtype(np.uint8),
             inline_max_items=(
                 getattr(model.runtime, "inline_max_batch", 0)
                 if s.inline_max_batch_size is None

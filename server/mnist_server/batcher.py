@@ -123,7 +123,10 @@ def _run_model(predict_fn: Callable[[np.ndarray], Any], parts: list[np.ndarray])
 def _worker_result(future: asyncio.Future) -> tuple[Any, Exception | None, float]:
     if future.cancelled():  # the executor shut down before running it
         return None, BatcherClosed(), 0.0
-    return future.result() if future.exception() is None else (None, future.exception(), 0.0)
+    exc = future.exception()
+    if exc is None:
+        return future.result()
+    return None, exc if isinstance(exc, Exception) else BatcherClosed(), 0.0
 
 
 class Batcher:

@@ -127,7 +127,7 @@ MAX_MESSAGE_CHARS = 600
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """Status code and caller-safe message for any exception; logs the traceback of unknown ones."""
     for cls in type(exc).__mro__:
-        code = STATUS_TABLE.get(cls)  # type: ignore[arg-type]
+        code = STATUS_TABLE.get(cls)
         if code is not None:
             message = exc.message  # type: ignore[attr-defined]
             if len(message) > MAX_MESSAGE_CHARS:  # keep both ends: the input, then what is wrong

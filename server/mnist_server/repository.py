@@ -288,7 +288,7 @@ class ModelRepository:
             self._device.kind,
             model.runtime_name,
             len(model.class_names),
-            state.latest.model.version,
+            state.latest.model.version if state.latest else version,
         )
 
     def _load_and_warm_up(self, name: str, version: int, path: Path) -> LoadedModel | Exception:

@@ -96,7 +96,7 @@ def validate_security_settings(settings: Settings) -> None:
         raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
     if settings.tls_client_ca is not None and settings.tls_cert is None:
         raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
-    if settings.tls_cert is not None:
+    if settings.tls_cert is not None and settings.tls_key is not None:
         _check_pem(settings.tls_cert, "--tls-cert")
         _check_pem(settings.tls_key, "--tls-key")
         try:  # the stdlib's OpenSSL spots a key that does not belong to the certificate
@@ -117,7 +117,7 @@ def validate_security_settings(settings: Settings) -> None:
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS credentials for the gRPC port, or None for a plaintext port."""
-    if settings.tls_cert is None:
+    if settings.tls_cert is None or settings.tls_key is None:
         return None
     client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
     return grpc.ssl_server_credentials(

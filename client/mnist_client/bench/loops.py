@@ -55,8 +55,8 @@ async def open_unary(calls, plan: WorkerPlan, recorder: Recorder, start: float, 
             code = await unary(call, payload, timeout, metadata)
         recorder.finish(measured, scheduled, code)
 
-    k = 0
-    while recorder.may_send(scheduled := start + k / plan.rate):
+    k, rate = 0, plan.rate or 1.0  # open-loop plans always have a rate
+    while recorder.may_send(scheduled := start + k / rate):
         delay = scheduled - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -112,9 +112,9 @@ async def open_stream(calls, plan: WorkerPlan, recorder: Recorder, start: float,
             pass  # settled below with the stream's status
 
     readers = [asyncio.create_task(read_replies(s, q)) for s, q in zip(streams, waiting)]
-    k = 0
+    k, rate = 0, plan.rate or 1.0  # open-loop plans always have a rate
     try:
-        while recorder.may_send(scheduled := start + k / plan.rate):
+        while recorder.may_send(scheduled := start + k / rate):
             delay = scheduled - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -32,7 +32,7 @@ class Recorder:
     def may_send(self, when: float) -> bool:
         if self.end is not None:
             return when < self.end
-        return when < self.warm_end or self.started < self.quota
+        return when < self.warm_end or (self.quota is not None and self.started < self.quota)
 
     def begin(self, when: float) -> bool:
         """Counts a request scheduled at ``when``; True when it is measured."""

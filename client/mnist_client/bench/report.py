@@ -47,7 +47,7 @@ def _latency_ms(latencies: np.ndarray) -> dict[str, float | None]:
     if latencies.size == 0:
         return dict.fromkeys(names)
     values = np.percentile(latencies, PERCENTILES) * 1e3
-    result = {name: float(v) for name, v in zip(names, values)}
+    result: dict[str, float | None] = {name: float(v) for name, v in zip(names, values)}
     result["max"] = float(latencies.max() * 1e3)
     result["mean"] = float(latencies.mean() * 1e3)
     return result

@@ -116,4 +116,4 @@ def _time_limit(config: BenchConfig) -> float:
     """How long the workers may take before the run is declared stuck."""
     if config.duration is not None:
         return config.warmup + config.duration + 2 * config.timeout + 10
-    return config.warmup + config.requests * config.timeout + 10
+    return config.warmup + (config.requests or 0) * config.timeout + 10

@@ -66,7 +66,7 @@ def to_images(name: str, array: np.ndarray) -> np.ndarray:
 # --- TensorFlow Serving: tensorflow.TensorProto ---------------------------------------------
 
 # dtype -> (numpy dtype, the typed repeated field carrying its values)
-_TF_INPUT_TYPES = {
+_TF_INPUT_TYPES: dict[int, tuple[np.dtype, str]] = {
     types_pb2.DT_UINT8: (np.dtype(np.uint8), "int_val"),
     types_pb2.DT_FLOAT: (np.dtype(np.float32), "float_val"),
     types_pb2.DT_DOUBLE: (np.dtype(np.float64), "double_val"),
@@ -145,7 +145,7 @@ def tensor_proto_from_ndarray(array: np.ndarray) -> tensor_pb2.TensorProto:
 
 # --- KServe v2 / Triton: datatype strings, typed contents, raw bytes ------------------------
 
-_KSERVE_INPUT_TYPES = {  # datatype -> (numpy dtype, the InferTensorContents field)
+_KSERVE_INPUT_TYPES: dict[str, tuple[np.dtype, str]] = {  # datatype -> (numpy dtype, the InferTensorContents field)
     "UINT8": (np.dtype(np.uint8), "uint_contents"),
     "FP32": (np.dtype(np.float32), "fp32_contents"),
     "FP64": (np.dtype(np.float64), "fp64_contents"),

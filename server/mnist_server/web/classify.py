@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from google.protobuf import json_format
 
 from mnist_serving.v1 import classifier_pb2
@@ -137,8 +137,10 @@ class ClassifyApi:
                 raise InvalidInput(f"the multipart form is malformed: {exc}") from None
             if part is None:
                 return
+            if not isinstance(part, BodyPartReader):
+                raise InvalidInput("the multipart form nests another multipart body; send image files as fields")
             data = await part.read()  # bounded: the body's Content-Length is within the limit
-            if part.filename is None and part.name in FORM_FIELDS:
+            if part.filename is None and part.name is not None and part.name in FORM_FIELDS:
                 value = data.decode("utf-8", "replace").strip()
                 if part.name == "model":
                     message.model.name = self._core.model_name(value or None)

@@ -13,7 +13,7 @@ from ..inference import InferenceCore
 from ..services.classifier import ClassifierService
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-H = TypeVar("H", bound=Handler)
+H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])  # functions and methods
 
 # The attribute protected() sets on a handler: the gRPC service whose token rules apply to it.
 SERVICE_ATTRIBUTE = "auth_service"

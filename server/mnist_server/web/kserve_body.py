@@ -17,6 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import Any
 
 import numpy as np
 from aiohttp import web
@@ -28,8 +29,13 @@ from ..services.tensors import check_image_shape
 from .bodies import JSON_ON_THREAD_BYTES, json_shape, json_type, parse_json, read_body
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-INPUT_DTYPES = {"UINT8": np.dtype("<u1"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
-OUTPUT_DTYPES = {"UINT8": np.dtype("<u1"), "INT64": np.dtype("<i8"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+INPUT_DTYPES: dict[str, np.dtype] = {"UINT8": np.dtype("<u1"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+OUTPUT_DTYPES: dict[str, np.dtype] = {
+    "UINT8": np.dtype("<u1"),
+    "INT64": np.dtype("<i8"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
 REQUEST_KEYS = ("id", "parameters", "inputs", "outputs")
 INPUT_KEYS = ("name", "shape", "datatype", "parameters", "data")
 OUTPUT_KEYS = ("name", "parameters")
@@ -152,7 +158,7 @@ def _list(value, where: str) -> list:
     return value
 
 
-def _input(item: dict, index: int, binary: memoryview, offset: int) -> tuple[InputTensor, bytes, bool]:
+def _input(item: dict, index: int, binary: memoryview, offset: int) -> tuple[Any, bytes, bool]:
     """(the tensor, its raw little-endian bytes, whether they came from the binary part)"""
     name = item.get("name")
     if not isinstance(name, str) or not name:
