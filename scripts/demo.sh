@@ -30,6 +30,10 @@ $BIN/mnist-trainer --data-dir "$DATA_DIR" --model-dir "$MODEL_DIR" --skip-if-exi
 # shellcheck disable=SC2086
 $BIN/mnist-trainer --dataset fashion-mnist --data-dir "$FASHION_DATA_DIR" --model-dir "$FASHION_MODEL_DIR" \
   --skip-if-exists $TRAIN_ARGS
+for base in "$MODEL_DIR" "$FASHION_MODEL_DIR"; do   # what was trained, as pictures
+  newest="$base/$(ls "$base" | grep -E '^[0-9]+$' | sort -n | tail -1)"
+  echo "   report of $newest: $(ls "$newest"/report/*.png 2>/dev/null | tr '\n' ' ')"
+done
 
 echo "== 2. start the server on $TARGET (log: .cache/demo-server.log)"
 $BIN/mnist-server --model-dir "$MODEL_DIR" --model fashion-mnist="$FASHION_MODEL_DIR" \
