@@ -212,8 +212,14 @@ class ModelServer:
         self._stopping.set()
         self.core.start_draining()
         await self.health.enter_graceful_shutdown()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         await self.grpc_server.stop(grace)
-        await self.http.stop()  # waits for accepted HTTP requests (up to the grace), closes the port
+        # accepted HTTP requests ran meanwhile; what is left of the grace bounds the rest (at least 1 s)
+        try:
+            await asyncio.wait_for(self.http.stop(), max(1.0, grace - (loop.time() - started)))
+        except TimeoutError:
+            log.warning("HTTP requests still running at the end of the grace period were cut off")
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
