@@ -120,6 +120,8 @@ class HttpServer:
             s.host,
             s.http_port,
             ssl=ssl_context,
+            # a TLS handshake nobody finishes holds no connection slot yet: bounded like half-sent headers
+            ssl_handshake_timeout=s.http_idle_timeout_s if ssl_context else None,
             backlog=512,
             reuse_address=True,
             family=socket.AF_INET6 if ":" in s.host else socket.AF_UNSPEC,
