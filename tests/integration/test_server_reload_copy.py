@@ -51,6 +51,6 @@ def test_a_version_copied_file_by_file_is_served_once_complete_and_never_counted
     assert (
         metric(samples, "mnist_serving_model_runtime_info", model="mnist", version="2", runtime=served_runtime()) == 1
     )
-    assert "model mnist: version 2 not served yet (cannot load SavedModel" in log  # it was seen incomplete
+    assert "model mnist: version 2 not served yet (" in log  # seen incomplete (reason: per runtime)
     assert "model mnist: version 2 is still being written; looking again at the next scan" in log
     assert " ERROR mnist_server" not in log and "rejected" not in log
