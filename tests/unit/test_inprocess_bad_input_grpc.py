@@ -1,9 +1,9 @@
 """The bad-input catalogue, part 1: our API (mnist_serving.v1.Classifier) and the wire itself.
 
 Every case: the exact status code, a message naming the problem, then a good request on the same
-server answered with the right labels. Part 2 (TF Serving and KServe v2) is
-test_inprocess_bad_input_grpc_compat.py. In-process, against the fake model (tests/support/inprocess.py):
-the right labels are the fake's rule (fake_classes).
+server answered with the right labels. Parts 2 and 3 (TF Serving, KServe v2) are
+test_inprocess_bad_input_grpc_tfserving.py and test_inprocess_bad_input_grpc_kserve.py. In-process,
+against the fake model (tests/support/inprocess.py): the right labels are the fake's rule (fake_classes).
 """
 
 from __future__ import annotations
