@@ -253,9 +253,9 @@ def _freeze_startup_objects() -> None:
     log.debug("gc: %d start-up objects frozen", gc.get_freeze_count())
 
 
-async def serve(settings: Settings) -> int:
-    """Runs until SIGTERM/SIGINT, drains, returns the exit code."""
-    server = ModelServer(settings)
+async def serve(settings: Settings, loader: ModelLoader | None = None) -> int:
+    """Runs until SIGTERM/SIGINT, drains, returns the exit code (`loader`: as ModelServer's)."""
+    server = ModelServer(settings, loader)
     await server.start()
     log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
     loop = asyncio.get_running_loop()

@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parents[2]  # `python -m tests.support...` resolves from here
 
 
 def served_runtime() -> str:
@@ -53,9 +54,18 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
 
 class ServerProcess:
     def __init__(
-        self, flags: list[str], env: dict | None = None, *, ready_timeout: float = 90.0, wait_ready: bool = True
+        self,
+        flags: list[str],
+        env: dict | None = None,
+        *,
+        ready_timeout: float = 90.0,
+        wait_ready: bool = True,
+        module: str = "mnist_server",
     ):
+        """`module`: what `python -m` runs, mnist-server itself or a test's variant of it
+        (tests/support/fake_model_server.py), given the same flags."""
         self.flags = list(flags)
+        self.module = module
         self.env = env
         self.ready_timeout = ready_timeout
         self.wait_ready = wait_ready
@@ -95,7 +105,7 @@ class ServerProcess:
         cmd = [
             sys.executable,
             "-m",
-            "mnist_server",
+            self.module,
             "--host",
             HOST,
             "--port",
@@ -105,7 +115,7 @@ class ServerProcess:
             *self.flags,
         ]
         env = {**os.environ, **(self.env or {})}
-        self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
         if self.wait_ready:
             try:
                 self.wait_until_ready(self.ready_timeout)
