@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from mnist_client import AsyncMnistClient, ClientError, MnistClient, TlsConfig
-from tests.support.certs import make_pki
+from tests.support.certs import make_pki, server_security_flags, write_token_file
 from tests.support.server_process import ServerProcess
 from tests.support.synthetic import synthetic_arrays
 
@@ -33,27 +33,14 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("client-token") / "token"
-    path.write_text(TOKEN + "\n")
-    return path
+    return write_token_file(tmp_path_factory.mktemp("client-token"), TOKEN + "\n")
 
 
 @pytest.fixture(scope="module")
 def secured_server(exported_model, pki, token_file):
     """Mutual TLS and a bearer token, both required."""
-    flags = [
-        "--model-dir",
-        str(exported_model),
-        "--tls-cert",
-        pki.server_cert,
-        "--tls-key",
-        pki.server_key,
-        "--tls-client-ca",
-        pki.ca_cert,
-        "--auth-token-file",
-        str(token_file),
-    ]
-    with ServerProcess(flags) as server:
+    flags = server_security_flags(pki, mutual=True, token_file=token_file)
+    with ServerProcess(["--model-dir", str(exported_model), *flags]) as server:
         yield server
 
 

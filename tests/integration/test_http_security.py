@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.support.certs import make_pki
+from tests.support.certs import make_pki, server_security_flags, write_token_file
 from tests.support.server_process import HOST, ServerProcess
 from tests.support.synthetic import synthetic_arrays
 
@@ -30,40 +30,22 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tokens") / "tokens"
-    path.write_text(f"{TOKEN}\n{STATUS_ONLY_TOKEN} tensorflow.serving.ModelService\n")
-    return path
+    return write_token_file(
+        tmp_path_factory.mktemp("tokens"), f"{TOKEN}\n{STATUS_ONLY_TOKEN} tensorflow.serving.ModelService\n"
+    )
 
 
 @pytest.fixture(scope="module")
 def tls_server(exported_model, pki, token_file):
-    flags = [
-        "--model-dir",
-        str(exported_model),
-        "--tls-cert",
-        pki.server_cert,
-        "--tls-key",
-        pki.server_key,
-        "--auth-token-file",
-        str(token_file),
-    ]
-    with ServerProcess(flags) as proc:
+    with ServerProcess(
+        ["--model-dir", str(exported_model), *server_security_flags(pki, token_file=token_file)]
+    ) as proc:
         yield proc
 
 
 @pytest.fixture(scope="module")
 def mtls_server(exported_model, pki):
-    flags = [
-        "--model-dir",
-        str(exported_model),
-        "--tls-cert",
-        pki.server_cert,
-        "--tls-key",
-        pki.server_key,
-        "--tls-client-ca",
-        pki.ca_cert,
-    ]
-    with ServerProcess(flags) as proc:
+    with ServerProcess(["--model-dir", str(exported_model), *server_security_flags(pki, mutual=True)]) as proc:
         yield proc
 
 

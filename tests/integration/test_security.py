@@ -23,7 +23,7 @@ from tritonclient.grpc import service_pb2_grpc as kserve_pb2_grpc
 from mnist_client import ClientError, MnistClient, TlsConfig
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-from tests.support.certs import make_pki
+from tests.support.certs import make_pki, server_security_flags, write_token_file
 from tests.support.server_process import ServerProcess, metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
 
@@ -40,46 +40,24 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("auth") / "tokens"
-    path.write_text(
-        f"# rotated weekly\n{TOKEN}\n{OTHER_TOKEN}  # the next one\n\n{HEALTH_ONLY_TOKEN} grpc.health.v1.Health\n"
+    return write_token_file(
+        tmp_path_factory.mktemp("auth"),
+        f"# rotated weekly\n{TOKEN}\n{OTHER_TOKEN}  # the next one\n\n{HEALTH_ONLY_TOKEN} grpc.health.v1.Health\n",
     )
-    return path
 
 
 @pytest.fixture(scope="module")
 def tls_server(exported_model, pki, token_file):
-    flags = [
-        "--model-dir",
-        str(exported_model),
-        "--tls-cert",
-        pki.server_cert,
-        "--tls-key",
-        pki.server_key,
-        "--auth-token-file",
-        str(token_file),
-    ]
-    with ServerProcess(flags) as proc:
+    with ServerProcess(
+        ["--model-dir", str(exported_model), *server_security_flags(pki, token_file=token_file)]
+    ) as proc:
         yield proc
 
 
 @pytest.fixture(scope="module")
 def mtls_server(exported_model, pki, token_file):
-    flags = [
-        "--model-dir",
-        str(exported_model),
-        "--tls-cert",
-        pki.server_cert,
-        "--tls-key",
-        pki.server_key,
-        "--tls-client-ca",
-        pki.ca_cert,
-        "--auth-token-file",
-        str(token_file),
-        "--auth-exempt-services",
-        "",
-    ]
-    with ServerProcess(flags) as proc:
+    flags = server_security_flags(pki, mutual=True, token_file=token_file)
+    with ServerProcess(["--model-dir", str(exported_model), *flags, "--auth-exempt-services", ""]) as proc:
         yield proc
 
 

@@ -1,8 +1,7 @@
 """Certificates made on the fly for TLS tests (the `cryptography` package; nothing checked in).
 
     pki = make_pki(tmp_path)
-    ServerProcess([..., "--tls-cert", pki.server_cert, "--tls-key", pki.server_key,
-                   "--tls-client-ca", pki.ca_cert])
+    ServerProcess(["--model-dir", ..., *server_security_flags(pki, mutual=True, token_file=tokens)])
     MnistClient(target, tls=TlsConfig(root_ca=pki.ca_cert, client_cert=pki.client_cert,
                                       client_key=pki.client_key))
 
@@ -32,6 +31,24 @@ class Pki:
     rogue_ca_cert: str
     rogue_client_cert: str
     rogue_client_key: str
+
+
+def server_security_flags(pki: Pki, *, mutual: bool = False, token_file: Path | None = None) -> list[str]:
+    """mnist-server's flags for TLS with `pki`'s server certificate; `mutual`: client certificates signed
+    by its CA required; `token_file`: bearer tokens required."""
+    flags = ["--tls-cert", pki.server_cert, "--tls-key", pki.server_key]
+    if mutual:
+        flags += ["--tls-client-ca", pki.ca_cert]
+    if token_file is not None:
+        flags += ["--auth-token-file", str(token_file)]
+    return flags
+
+
+def write_token_file(directory: Path, text: str) -> Path:
+    """A --auth-token-file in `directory` holding `text` (token lines, optionally limited to services)."""
+    path = Path(directory) / "tokens"
+    path.write_text(text)
+    return path
 
 
 def _name(common_name: str) -> x509.Name:
