@@ -12,7 +12,7 @@ from benchmarks.processes import ServerSpec, naive, null, ours
 # 64 clients of one image (where batching matters) and 64 clients of 64 images (throughput).
 # Variants made with all_points=True (the runtimes: which one wins where) are measured everywhere.
 VARIANT_POINTS = (Point(1, 1), Point(64, 1), Point(64, 64))
-# Where each protocol's server CPU per request is compared (the load that batches, and one client).
+# Where each protocol's server CPU per request is compared, gRPC and HTTP (the load that batches, and one client).
 PROTOCOL_POINTS = (Point(64, 1), Point(1, 1))
 
 
@@ -223,7 +223,10 @@ MEASUREMENT_OVERHEAD_S = 0.55
 SERVER_START_S = 2.7
 SERVER_STOP_S = 0.5
 PROBE_S = 2.0
-PROTOCOLS = 4  # ours, KServe v2 and TF Serving (perf_analyzer), TF Serving tensor_content (Python)
+# Doors of the protocols phase (protocols.LOAD_GENERATORS). gRPC: ours, KServe v2 and TF Serving int_val
+# (perf_analyzer), TF Serving tensor_content (Python); HTTP: KServe v2 REST (perf_analyzer), TF Serving
+# REST instances and our /api/v1/classify JSON (rest_load, Python).
+PROTOCOLS = 7
 
 
 def estimated_seconds(plan: Plan, specs: list[ServerSpec], runtime_count: int, compute_count: int) -> dict:

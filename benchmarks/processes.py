@@ -36,6 +36,8 @@ BATCH_COUNTERS = (
     "queue_wait_seconds_count",
 )
 STOP_TIMEOUT_S = 15.0
+# Routes the harness itself calls on our HTTP port (mnist_serving_http_requests_total's `route` label)
+HARNESS_ROUTES = frozenset({"GET /metrics", "GET /metrics/"})
 
 
 def free_port() -> int:
@@ -194,11 +196,18 @@ class ServerProcess:
         return {name: sum(value for sample, _, value in samples if sample == name) for name in BATCH_COUNTERS}
 
     def requests_finished(self) -> float | None:
-        """RPCs our server has finished so far, every method and status code (None without /metrics)."""
+        """Requests our server has finished so far on both ports, every method, route and status:
+        gRPC calls (requests_total) plus HTTP requests (http_requests_total), less the harness's own
+        /metrics scrapes (HARNESS_ROUTES), which every door's measurement makes alike. None for
+        servers without /metrics."""
         samples = self.metrics()
         if samples is None:
             return None
-        return sum(value for name, _, value in samples if name == "requests_total")
+        return sum(
+            value
+            for name, labels, value in samples
+            if name == "requests_total" or (name == "http_requests_total" and labels.get("route") not in HARNESS_ROUTES)
+        )
 
     def model_runtimes(self) -> list[str]:
         """What computes the loaded versions (mnist_serving_model_runtime_info), e.g. ["litert+tensorflow"]."""
@@ -209,6 +218,13 @@ class ServerProcess:
                 if name == "model_runtime_info" and value and "runtime" in labels
             }
         )
+
+    @property
+    def http_target(self) -> str:
+        """Our server's HTTP port as HOST:PORT (ours only: the others have no HTTP port)."""
+        if self.http_port is None:
+            raise ValueError(f"{self.spec.label} has no HTTP port")
+        return f"127.0.0.1:{self.http_port}"
 
     @property
     def pid(self) -> int:

@@ -1,14 +1,14 @@
 """`make bench`: every configuration side by side in one run, then the table, JSON and plot.
 
-    python -m benchmarks.run                  # the full run (about 21 minutes, logged at its start), writes docs/
+    python -m benchmarks.run                  # the full run (about 25 minutes, logged at its start), writes docs/
     python -m benchmarks.run --quick          # a one-to-two-minute pass over every phase, into .cache/bench/quick/
     python -m benchmarks.run --report-only    # rebuild docs/ from the last JSON without measuring
 
 Phases: cold starts and memory of our server per runtime, and of a LiteRT-only process (each alone);
 then every server started at once and measured in interleaved rounds (closed loop, with the
 compute ceiling of each runtime), the GIL's toll on a model call, perf_analyzer against ours,
-server CPU per request through each protocol, an open-loop rate sweep, a py-spy profile of ours at
-full load, and a soak of ours alone (memory over time).
+server CPU per request through each protocol (gRPC and HTTP), an open-loop rate sweep, a py-spy
+profile of ours at full load, and a soak of ours alone (memory over time).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from benchmarks import plan as plans
 from benchmarks.load import Point
 from benchmarks.models import ensure_model, latest_version
 from benchmarks.processes import REPO_ROOT, ServerProcess
-from benchmarks.workers import ComputeWorker, TfServingLoad
+from benchmarks.workers import ComputeWorker, RestLoad, TfServingLoad
 
 DOCS = REPO_ROOT / "docs"
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results" / "latest.json"
@@ -126,8 +126,11 @@ def measure(plan: plans.Plan, model_dir: Path, log_dir: Path, profile_dir: Path)
         mark = time.monotonic()
         tfserving = TfServingLoad(log_dir / "tfserving_load.log")
         stack.callback(tfserving.stop)
-        results["protocols"] = protocols.protocol_costs(ours, results["closed"], tfserving, plan)
+        rest = RestLoad(log_dir / "rest_load.log")
+        stack.callback(rest.stop)
+        results["protocols"] = protocols.protocol_costs(ours, results["closed"], tfserving, rest, plan)
         tfserving.stop()
+        rest.stop()
         phases.log("server CPU per request measured for every protocol")
         timings["protocols"] = time.monotonic() - mark
 

@@ -14,10 +14,6 @@ Every run is bounded in time and in count, and sends to a loopback address only.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import json
-import os
-import sys
 import time
 from collections import Counter
 
@@ -26,7 +22,7 @@ import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2
 
-from benchmarks.stats import latency_summary
+from benchmarks.loadgen import check_loopback, closed_loop_result, serve_stdin
 from mnist_client.bench import random_digits
 
 _SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
@@ -56,12 +52,6 @@ def payloads(batch: int, model: str) -> list[bytes]:
     return [
         predict_request(images[(np.arange(batch) + k * batch) % len(images)], model) for k in range(DISTINCT_PAYLOADS)
     ]
-
-
-def check_loopback(target: str) -> None:
-    host = target.rsplit(":", 1)[0].strip("[]")
-    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
-        raise ValueError(f"{target}: this load generator sends to loopback addresses only")
 
 
 async def closed_loop(
@@ -106,42 +96,18 @@ async def closed_loop(
         cpu_start = time.process_time()
         await asyncio.gather(*(caller(k) for k in range(concurrency)))
         cpu_s = time.process_time() - cpu_start
-    elapsed = last_end - warm_end
-    ok = len(latencies)
-    summary = latency_summary(latencies)
-    return {
-        "images_per_s": ok * batch / elapsed if elapsed > 0 else 0.0,
-        "requests_per_s": ok / elapsed if elapsed > 0 else 0.0,
-        "p50_ms": summary["p50_ms"],
-        "p99_ms": summary["p99_ms"],
-        "ok": ok,
-        "failed": sum(errors.values()),
-        "errors": dict(errors),
-        "requests": sent,
-        "client_cpu_us_per_request": cpu_s / sent * 1e6 if sent else None,
-    }
+    return closed_loop_result(latencies, errors, sent, last_end - warm_end, batch, cpu_s)
 
 
-def serve_stdin() -> None:
-    print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        command = json.loads(line)
-        try:
-            result = asyncio.run(
-                closed_loop(
-                    command["target"],
-                    int(command["concurrency"]),
-                    int(command["batch"]),
-                    float(command["seconds"]),
-                    float(command["warmup"]),
-                )
-            )
-        except Exception as exc:  # reported in the results, the run goes on
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        print(json.dumps(result), flush=True)
+async def run_command(command: dict) -> dict:
+    return await closed_loop(
+        command["target"],
+        int(command["concurrency"]),
+        int(command["batch"]),
+        float(command["seconds"]),
+        float(command["warmup"]),
+    )
 
 
 if __name__ == "__main__":
-    serve_stdin()
+    serve_stdin(run_command)

@@ -88,3 +88,22 @@ class TfServingLoad(LineWorker):
                 "warmup": warmup,
             }
         )
+
+
+class RestLoad(LineWorker):
+    """`benchmarks.rest_load`: our HTTP port's JSON APIs (rest_load.PATHS), closed loop."""
+
+    def __init__(self, log_path: Path):
+        super().__init__("benchmarks.rest_load", [], log_path)
+
+    def measure(self, server: ServerProcess, api: str, point: Point, seconds: float, warmup: float) -> dict:
+        return self.request(
+            {
+                "target": server.http_target,
+                "api": api,
+                "concurrency": point.concurrency,
+                "batch": point.batch,
+                "seconds": seconds,
+                "warmup": warmup,
+            }
+        )

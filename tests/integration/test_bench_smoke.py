@@ -1,7 +1,8 @@
 """The benchmark harness end to end, briefly: `python -m benchmarks.run --quick` really starts the
 null server, the naive baseline and our server (with each runtime), times their cold starts and
 memory, measures the compute ceiling per runtime, drives the servers with `mnist-client bench`,
-perf_analyzer and the TF Serving load generator, profiles with py-spy, soaks, and writes the JSON,
+perf_analyzer (over gRPC and HTTP), the TF Serving load generator and the REST one (benchmarks/rest_load.py),
+profiles with py-spy, soaks, and writes the JSON,
 the Markdown block and the PNG. No timing is asserted: only that every phase measured something
 and the outputs are whole. The naive baseline is also checked to give the same answers as our
 server (it does the same work, honestly)."""
@@ -80,13 +81,20 @@ def test_quick_run_measures_every_configuration_and_writes_table_json_and_plot(e
     for key, sample in results["perf_analyzer"].items():
         assert "error" not in sample and sample["images_per_s"] > 0, (key, sample.get("error"))
     protocols = results["protocols"]["protocols"]
-    assert len(protocols) == 4
+    transports = results["protocols"]["transports"]
+    assert len(protocols) == 7 and set(transports) == set(protocols)
+    rest_doors = {protocol for protocol, over in transports.items() if over == "HTTP"}
+    assert rest_doors == {"KServe v2 REST", "TF Serving REST, instances", "our API REST, JSON"}
     for protocol, points in protocols.items():
         assert set(points) == {"c64 b1", "c1 b1"}, protocol
         for key, rounds in points.items():
             for sample in rounds:
                 assert "error" not in sample, (protocol, key, sample.get("error"))
                 assert sample["images_per_s"] > 0 and sample["server_cpu_us_per_request"] > 0, (protocol, key)
+                # the server counted the door's requests (HTTP ones in http_requests_total), none of ours lost
+                assert sample["server_requests"] >= sample.get("requests", 1), (protocol, key)
+                if "ok" in sample and protocol in rest_doors:  # rest_load's own count: every answer a 200
+                    assert sample["ok"] > 0 and sample["failed"] == 0, (protocol, key, sample["errors"])
     footprint = results["footprint"]
     assert set(footprint["servers"]) == {"ours", "ours, TensorFlow runtime", "ours, LiteRT runtime"}
     for label, measured in footprint["servers"].items():
@@ -116,6 +124,9 @@ def test_quick_run_measures_every_configuration_and_writes_table_json_and_plot(e
         assert table in text
     for label in results["servers"]:
         assert f"| {label} (" in text
+    for door in rest_doors:
+        assert f"| {door} | HTTP |" in text
+    assert text.count("What HTTP costs per request at ") == 2  # REST over gRPC, one sentence per point
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
 
 
