@@ -21,7 +21,7 @@ from benchmarks.models import TFLITE_FILE, latest_version
 from benchmarks.processes import REPO_ROOT, ServerProcess, ServerSpec
 from benchmarks.readings import summary
 
-# Memory is read after this load, so both halves of --runtime auto (LiteRT up to 64 images,
+# Memory is read after this load, so both halves of --runtime auto (LiteRT up to its measured switch,
 # TensorFlow above: a full batch of 64 one-image requests merges with others) have run.
 WARMUP_POINTS = (Point(64, 1), Point(64, 64))
 PROBE_TIMEOUT_S = 120.0

@@ -156,7 +156,10 @@ class ServerProcess:
     def _first_answer(self, deadline: float) -> None:
         """Waits (gRPC wait_for_ready, no sleep loop) until one Classify of one image succeeds."""
         request = pb.ClassifyRequest(packed=pb.PackedImages(data=bytes(784), count=1, height=28, width=28))
-        with grpc.insecure_channel(self.target) as channel:
+        # gRPC's reconnect backoff (1 s, then x1.6 with jitter) would round "ready" up to its next
+        # attempt: 2.6 s, 4.2 s, 6.8 s... whatever the server's real start. Retry every 20 ms instead.
+        backoff = [(f"grpc.{name}_reconnect_backoff_ms", 20) for name in ("initial", "min", "max")]
+        with grpc.insecure_channel(self.target, options=backoff) as channel:
             stub = pb_grpc.ClassifierStub(channel)
             while True:
                 if self.proc.poll() is not None:

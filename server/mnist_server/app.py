@@ -123,12 +123,17 @@ class ModelServer:
     @staticmethod
     def _runtime_loader(settings: Settings) -> ModelLoader:
         runtime = RuntimeOptions(
-            settings.runtime, settings.intra_op_threads or cpu_count(), settings.litert_max_batch_size
+            settings.runtime,
+            settings.intra_op_threads or cpu_count(),
+            settings.litert_max_batch_size,
+            settings.max_batch_size,
         )
         log.info(
             "runtime %s%s; computed on the event loop's thread: %s; adaptive batch window %.2f ms",
             runtime.kind,
-            f" (LiteRT up to batch {runtime.litert_max_batch}, TensorFlow above)" if runtime.kind == "auto" else "",
+            f" (LiteRT up to batch {runtime.litert_max_batch or 'measured per version at load'}, TensorFlow above)"
+            if runtime.kind == "auto"
+            else "",
             "LiteRT's batches"
             if settings.inline_max_batch_size is None
             else f"batches up to {settings.inline_max_batch_size} images",

@@ -66,7 +66,7 @@ class Settings:
     inter_op_threads: int = 0
     event_loop: str = "uvloop"
     runtime: str = "auto"
-    litert_max_batch_size: int = 32
+    litert_max_batch_size: int | None = None  # None: measured per version at load (runtimes.calibrate)
     inline_max_batch_size: int | None = None  # None: the batches LiteRT computes
     adaptive_batch_window_s: float = 0.002
     max_concurrent_batches: int = 2

@@ -181,9 +181,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     add(
         "--litert-max-batch-size",
-        type=_non_negative_int,
-        default=32,
-        help="--runtime auto: the largest batch LiteRT computes; 0 = TensorFlow only (default %(default)s)",
+        type=_inline_batch,
+        default="auto",
+        help="--runtime auto: the largest batch LiteRT computes; 'auto' = measured for each version at load "
+        "(the largest batch size at which LiteRT computes no slower than TensorFlow on this machine); "
+        "0 = TensorFlow only (default %(default)s)",
     )
     add(
         "--inline-max-batch-size",

@@ -3,10 +3,12 @@
 - tensorflow: the SavedModel's serving signature.
 - litert: the version's model.tflite, with the trainer's record that it was proven equal to the
   SavedModel; a version without them is rejected (older versions keep serving).
-- auto: LiteRT for batches up to `litert_max_batch` images and TensorFlow above, where (measured by
-  `make bench`, docs/benchmarks.md) TensorFlow's parallel kernels overtake LiteRT's per-call thrift.
-  Without model.tflite, on a GPU, or when the two disagree on a check batch at load, auto serves the
-  version with TensorFlow alone and logs why.
+- auto: LiteRT for batches up to `litert_max_batch` images and TensorFlow above. Where TensorFlow's
+  parallel kernels overtake LiteRT's per-call thrift depends on the machine (`make bench`,
+  docs/benchmarks.md: between 32 and 64 images on one Xeon, beyond 256 on an EPYC), so unless the flag
+  fixes it, `calibrate` times both runtimes on this machine when a version loads. Without model.tflite,
+  on a GPU, or when the two disagree on a check batch at load, auto serves the version with TensorFlow
+  alone and logs why.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ log = logging.getLogger(__name__)
 
 CHOICES = ("auto", "tensorflow", "litert")
 PROBABILITY_TOLERANCE = 1e-5  # the trainer's, for the same check on the whole test set
+# Batch sizes `calibrate` times. Up to the first, LiteRT always computes: it was 7-14x faster than
+# TensorFlow at batches 1-8 on every machine measured, and timing tiny calls is the noisiest part.
+CALIBRATION_BATCHES = (16, 32, 64, 128, 256, 512, 1024)
+CALIBRATION_CALLS = 5  # per runtime and batch size, alternating, after one untimed call each; the fastest counts
+# TensorFlow must be this much faster to take a batch size: LiteRT's batches skip two thread hand-offs
+# (computed on the event loop's thread), and a near tie is as likely noise as a crossing.
+CALIBRATION_MARGIN = 1.1
 
 
 class Runtime(Protocol):
@@ -68,7 +77,8 @@ class SplitRuntime:
 class RuntimeOptions:
     kind: str = "auto"  # one of CHOICES
     threads: int = 1  # LiteRT interpreter threads (TensorFlow's are set process-wide)
-    litert_max_batch: int = 32  # auto: the largest batch LiteRT runs
+    litert_max_batch: int | None = None  # auto: the largest batch LiteRT runs; None: calibrate at load
+    max_batch: int = 256  # the largest batch the batcher forms: calibration needs to look no further
 
 
 def load_model(
@@ -87,7 +97,7 @@ def load_runtime(path: Path, device: DeviceChoice, options: RuntimeOptions) -> R
     if options.kind == "litert":
         return LiteRTRuntime.load(path, options.threads)
     tensorflow = TensorFlowRuntime.load(path, device)
-    if options.kind == "tensorflow" or options.litert_max_batch < 1:
+    if options.kind == "tensorflow" or options.litert_max_batch == 0:
         return tensorflow
     if device.kind != "cpu":
         log.info("%s: --runtime auto on %s: TensorFlow only (LiteRT runs on the CPU)", path, device.kind)
@@ -104,7 +114,48 @@ def load_runtime(path: Path, device: DeviceChoice, options: RuntimeOptions) -> R
         )
         log.warning("--runtime auto: %s; serving %s with TensorFlow at every batch size", reason, path)
         return tensorflow
-    return SplitRuntime(litert, tensorflow, options.litert_max_batch)
+    litert_max = options.litert_max_batch
+    if litert_max is None:
+        litert_max, timings = calibrate(litert, tensorflow, options.max_batch)
+        log.info(
+            "%s: --runtime auto computes batches up to %d images with LiteRT, larger ones with TensorFlow "
+            "(fastest call in ms, LiteRT vs TensorFlow: %s)",
+            path,
+            litert_max,
+            ", ".join(f"{batch}: {lite * 1e3:.2f} vs {tf * 1e3:.2f}" for batch, (lite, tf) in timings.items()),
+        )
+    return SplitRuntime(litert, tensorflow, litert_max)
+
+
+def calibrate(litert: Runtime, tensorflow: Runtime, max_batch: int) -> tuple[int, dict[int, tuple[float, float]]]:
+    """Times both runtimes at CALIBRATION_BATCHES up to `max_batch` and returns the largest size up to
+    which TensorFlow was never CALIBRATION_MARGIN times faster, with the timings {batch: (litert_s,
+    tensorflow_s)}. It stops at the first size TensorFlow wins: past the crossing, LiteRT's one-call
+    cost only grows faster. Below the first size, LiteRT. The two runtimes' calls alternate and the
+    fastest of each counts, so a busy moment (another version loading, traffic during a reload) slows
+    both alike and rarely all of them."""
+    batches = [batch for batch in CALIBRATION_BATCHES if batch <= max_batch] or [max_batch]
+    images = np.random.default_rng(1).integers(0, 256, (batches[-1], 28, 28), dtype=np.uint8)
+    litert_max = 0
+    timings: dict[int, tuple[float, float]] = {}
+    for batch in batches:
+        timings[batch] = fastest_calls((litert, tensorflow), images[:batch])
+        if timings[batch][0] > CALIBRATION_MARGIN * timings[batch][1]:
+            break
+        litert_max = batch
+    return litert_max or max(1, batches[0] // 2), timings
+
+
+def fastest_calls(runtimes: tuple[Runtime, Runtime], images: np.ndarray) -> tuple[float, float]:
+    for runtime in runtimes:
+        runtime.predict(images)  # first calls at a new size are slow for reasons no request would see again
+    best = [float("inf")] * len(runtimes)
+    for _ in range(CALIBRATION_CALLS):
+        for index, runtime in enumerate(runtimes):
+            started = time.perf_counter()
+            runtime.predict(images)
+            best[index] = min(best[index], time.perf_counter() - started)
+    return best[0], best[1]
 
 
 def compare(litert: Runtime, tensorflow: Runtime, path: Path, images: int = 64) -> None:

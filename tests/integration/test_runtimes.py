@@ -4,6 +4,7 @@ version, and handle versions without model.tflite as documented."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -64,6 +65,19 @@ def test_every_runtime_answers_as_the_saved_model_at_small_and_large_batches(
         assert_same_answers(classify(server.target, images[:1]), {k: v[:1] for k, v in expected.items()})
         assert_same_answers(classify(server.target, images), expected)
         assert f"runtime {shown}" in server.log_text()
+
+
+def test_auto_measures_where_tensorflow_overtakes_litert_when_a_version_loads(start_server, exported_model, reference):
+    images, expected = reference
+    with start_server(["--model-dir", str(exported_model), "--max-batch-size", "64"]) as server:
+        found = re.search(
+            r"computes batches up to (\d+) images with LiteRT.*LiteRT vs TensorFlow: (.*)\)", server.log_text()
+        )
+        assert found, server.log_text()[-3000:]
+        timed = [int(entry.split(":")[0]) for entry in found[2].split(", ")]
+        assert timed[0] == 16 and all(size <= 64 for size in timed)  # never beyond --max-batch-size
+        assert 8 <= int(found[1]) <= 64
+        assert_same_answers(classify(server.target, images), expected)
 
 
 def copy_without_tflite(source: Path, target: Path) -> None:

@@ -22,8 +22,14 @@ def test_defaults(base):
     assert (s.host, s.port, s.http_port) == ("0.0.0.0", 8500, 8501)
     assert (s.poll_interval_s, s.keep_versions, s.device) == (2.0, 1, "auto")
     assert (s.max_batch_size, s.grace_period_s, s.log_format) == (256, 20.0, "text")
-    # chosen from `make bench` (README "Performance")
-    assert (s.runtime, s.litert_max_batch_size, s.inline_max_batch_size) == ("auto", 32, None)
+    # chosen from `make bench` (README "Performance"); the LiteRT/TensorFlow switch is measured at load
+    assert (s.runtime, s.litert_max_batch_size, s.inline_max_batch_size) == ("auto", None, None)
+    fixed = parse_settings(["--model-dir", str(base), "--litert-max-batch-size", "32"], environ={})
+    assert fixed.litert_max_batch_size == 32
+    assert (
+        parse_settings(["--model-dir", str(base), "--litert-max-batch-size", "auto"], environ={}).litert_max_batch_size
+        is None
+    )
     assert (s.adaptive_batch_window_s, s.max_concurrent_batches) == (0.002, 2)
     assert s.max_images_per_request <= s.max_queue_images
 
