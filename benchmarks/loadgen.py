@@ -10,8 +10,9 @@ import ipaddress
 import json
 import os
 import sys
+import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from benchmarks.stats import latency_summary
@@ -42,6 +43,42 @@ def closed_loop_result(
         "requests": sent,
         "client_cpu_us_per_request": cpu_s / sent * 1e6 if sent else None,
     }
+
+
+MAX_REQUESTS_PER_RUN = 2_000_000
+
+
+async def run_closed_loop(
+    send: Callable[[int], Awaitable[str | None]], concurrency: int, batch: int, seconds: float, warmup: float
+) -> dict:
+    """`concurrency` callers, each sending its next request when the last one answered, for
+    warmup + seconds (only the last `seconds` measured) or MAX_REQUESTS_PER_RUN requests.
+    `send(k)` sends request number k and returns None on success, else what went wrong."""
+    latencies: list[float] = []
+    errors: Counter = Counter()
+    sent = 0
+    start = time.monotonic()
+    warm_end, end = start + warmup, start + warmup + seconds
+    last_end = warm_end
+
+    async def caller(k: int) -> None:
+        nonlocal sent, last_end
+        while (sent_at := time.monotonic()) < end and sent < MAX_REQUESTS_PER_RUN:
+            sent += 1
+            error = await send(k)
+            k += concurrency
+            if sent_at < warm_end:
+                continue
+            last_end = max(last_end, time.monotonic())
+            if error is None:
+                latencies.append(last_end - sent_at)
+            else:
+                errors[error] += 1
+
+    cpu_start = time.process_time()
+    await asyncio.gather(*(caller(k) for k in range(concurrency)))
+    cpu_s = time.process_time() - cpu_start
+    return closed_loop_result(latencies, errors, sent, last_end - warm_end, batch, cpu_s)
 
 
 def serve_stdin(run: Callable[[dict], Coroutine[Any, Any, dict]]) -> None:

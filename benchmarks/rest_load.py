@@ -23,16 +23,13 @@ Every run is bounded in time and in count, and sends to a loopback address only.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
-from collections import Counter
 
 import aiohttp
 import numpy as np
 
-from benchmarks.loadgen import check_loopback, closed_loop_result, serve_stdin
+from benchmarks.loadgen import check_loopback, run_closed_loop, serve_stdin
 from mnist_client.bench import random_digits
 
 TFSERVING_INSTANCES = "tfserving-instances"
@@ -41,7 +38,6 @@ PATHS = {TFSERVING_INSTANCES: "/v1/models/{model}:predict", CLASSIFY_JSON: "/api
 DISTINCT_BODIES = 16
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
-MAX_REQUESTS_PER_RUN = 2_000_000
 HEADERS = {"Content-Type": "application/json"}
 
 
@@ -79,43 +75,22 @@ def url(target: str, api: str, model: str) -> str:
 async def closed_loop(
     target: str, api: str, concurrency: int, batch: int, seconds: float, warmup: float, model: str = "mnist"
 ) -> dict:
-    """`concurrency` callers, each sending its next request when the last one answered, for
-    warmup + seconds (only the last `seconds` measured) or MAX_REQUESTS_PER_RUN requests."""
+    """loadgen.run_closed_loop's callers sending `api`'s bodies over one keep-alive session."""
     address = url(target, api, model)
     requests = bodies(api, batch, model)
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=HEADERS) as session:
-        latencies: list[float] = []
-        errors: Counter = Counter()
-        sent = 0
-        start = time.monotonic()
-        warm_end, end = start + warmup, start + warmup + seconds
-        last_end = warm_end
 
-        async def caller(k: int) -> None:
-            nonlocal sent, last_end
-            while (sent_at := time.monotonic()) < end and sent < MAX_REQUESTS_PER_RUN:
-                sent += 1
-                try:
-                    async with session.post(address, data=requests[k % len(requests)]) as response:
-                        await response.read()  # the whole answer, as a client would take it; not parsed
-                        error = None if response.status == 200 else f"HTTP {response.status}"
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    error = type(exc).__name__
-                k += concurrency
-                if sent_at < warm_end:
-                    continue
-                last_end = max(last_end, time.monotonic())
-                if error is None:
-                    latencies.append(last_end - sent_at)
-                else:
-                    errors[error] += 1
+        async def send(k: int) -> str | None:
+            try:
+                async with session.post(address, data=requests[k % len(requests)]) as response:
+                    await response.read()  # the whole answer, as a client would take it; not parsed
+                    return None if response.status == 200 else f"HTTP {response.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return type(exc).__name__
 
-        cpu_start = time.process_time()
-        await asyncio.gather(*(caller(k) for k in range(concurrency)))
-        cpu_s = time.process_time() - cpu_start
-    return closed_loop_result(latencies, errors, sent, last_end - warm_end, batch, cpu_s)
+        return await run_closed_loop(send, concurrency, batch, seconds, warmup)
 
 
 async def run_command(command: dict) -> dict:

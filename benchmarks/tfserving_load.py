@@ -14,15 +14,13 @@ Every run is bounded in time and in count, and sends to a loopback address only.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import Counter
 
 import grpc
 import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2
 
-from benchmarks.loadgen import check_loopback, closed_loop_result, serve_stdin
+from benchmarks.loadgen import check_loopback, run_closed_loop, serve_stdin
 from mnist_client.bench import random_digits
 
 _SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
@@ -31,7 +29,6 @@ INPUT = "images"  # the serving signature's input (uint8 [-1, 28, 28])
 DISTINCT_PAYLOADS = 16
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
-MAX_REQUESTS_PER_RUN = 2_000_000
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -57,8 +54,7 @@ def payloads(batch: int, model: str) -> list[bytes]:
 async def closed_loop(
     target: str, concurrency: int, batch: int, seconds: float, warmup: float, model: str = "mnist"
 ) -> dict:
-    """`concurrency` callers, each sending its next request when the last one answered, for
-    warmup + seconds (only the last `seconds` measured) or MAX_REQUESTS_PER_RUN requests."""
+    """loadgen.run_closed_loop's callers sending TF Serving Predict requests over one channel."""
     check_loopback(target)
     requests = payloads(batch, model)
     options = [
@@ -68,35 +64,15 @@ async def closed_loop(
     async with grpc.aio.insecure_channel(target, options=options) as channel:
         await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_S)
         call = channel.unary_unary(PREDICT, request_serializer=None, response_deserializer=None)
-        latencies: list[float] = []
-        errors: Counter = Counter()
-        sent = 0
-        start = time.monotonic()
-        warm_end, end = start + warmup, start + warmup + seconds
-        last_end = warm_end
 
-        async def caller(k: int) -> None:
-            nonlocal sent, last_end
-            while (sent_at := time.monotonic()) < end and sent < MAX_REQUESTS_PER_RUN:
-                sent += 1
-                try:
-                    await call(requests[k % len(requests)], timeout=REQUEST_TIMEOUT_S)
-                    code = None
-                except grpc.aio.AioRpcError as error:
-                    code = error.code().name
-                k += concurrency
-                if sent_at < warm_end:
-                    continue
-                last_end = max(last_end, time.monotonic())
-                if code is None:
-                    latencies.append(last_end - sent_at)
-                else:
-                    errors[code] += 1
+        async def send(k: int) -> str | None:
+            try:
+                await call(requests[k % len(requests)], timeout=REQUEST_TIMEOUT_S)
+                return None
+            except grpc.aio.AioRpcError as error:
+                return error.code().name
 
-        cpu_start = time.process_time()
-        await asyncio.gather(*(caller(k) for k in range(concurrency)))
-        cpu_s = time.process_time() - cpu_start
-    return closed_loop_result(latencies, errors, sent, last_end - warm_end, batch, cpu_s)
+        return await run_closed_loop(send, concurrency, batch, seconds, warmup)
 
 
 async def run_command(command: dict) -> dict:
