@@ -34,7 +34,7 @@ CHOICES = ("auto", "tensorflow", "litert")
 PROBABILITY_TOLERANCE = 1e-5  # the trainer's, for the same check on the whole test set
 # Batch sizes `calibrate` times. Up to the first, LiteRT always computes: it was 7-14x faster than
 # TensorFlow at batches 1-8 on every machine measured, and timing tiny calls is the noisiest part.
-CALIBRATION_BATCHES = (16, 32, 64, 128, 256, 512, 1024)
+CALIBRATION_BATCHES = (16, 32, 64, 128, 256, 512, 1024)  # the last bounds the time spent: larger batches follow it
 CALIBRATION_CALLS = 5  # per runtime and batch size, alternating, after one untimed call each; the fastest counts
 # TensorFlow must be this much faster to take a batch size: LiteRT's batches skip two thread hand-offs
 # (computed on the event loop's thread), and a near tie is as likely noise as a crossing.
@@ -128,13 +128,14 @@ def load_runtime(path: Path, device: DeviceChoice, options: RuntimeOptions) -> R
 
 
 def calibrate(litert: Runtime, tensorflow: Runtime, max_batch: int) -> tuple[int, dict[int, tuple[float, float]]]:
-    """Times both runtimes at CALIBRATION_BATCHES up to `max_batch` and returns the largest size up to
-    which TensorFlow was never CALIBRATION_MARGIN times faster, with the timings {batch: (litert_s,
-    tensorflow_s)}. It stops at the first size TensorFlow wins: past the crossing, LiteRT's one-call
-    cost only grows faster. Below the first size, LiteRT. The two runtimes' calls alternate and the
-    fastest of each counts, so a busy moment (another version loading, traffic during a reload) slows
-    both alike and rarely all of them."""
-    batches = [batch for batch in CALIBRATION_BATCHES if batch <= max_batch] or [max_batch]
+    """Times both runtimes at the CALIBRATION_BATCHES below `max_batch` and at `max_batch`, and returns
+    the largest size up to which TensorFlow was never CALIBRATION_MARGIN times faster, with the timings
+    {batch: (litert_s, tensorflow_s)}. It stops at the first size TensorFlow wins: past the crossing,
+    LiteRT's one-call cost only grows faster. Below the first size, LiteRT. The two runtimes' calls
+    alternate and the fastest of each counts, so a busy moment (another version loading, traffic
+    during a reload) slows both alike and rarely all of them."""
+    largest_timed = min(max_batch, CALIBRATION_BATCHES[-1])
+    batches = [batch for batch in CALIBRATION_BATCHES if batch < largest_timed] + [largest_timed]
     images = np.random.default_rng(1).integers(0, 256, (batches[-1], 28, 28), dtype=np.uint8)
     litert_max = 0
     timings: dict[int, tuple[float, float]] = {}
@@ -143,6 +144,8 @@ def calibrate(litert: Runtime, tensorflow: Runtime, max_batch: int) -> tuple[int
         if timings[batch][0] > CALIBRATION_MARGIN * timings[batch][1]:
             break
         litert_max = batch
+    else:
+        litert_max = max_batch  # LiteRT won at every size timed, the largest included
     return litert_max or max(1, batches[0] // 2), timings
 
 

@@ -36,7 +36,7 @@ def test_the_switch_lands_below_the_first_size_tensorflow_wins():
 def test_litert_keeps_every_size_up_to_the_largest_batch_when_it_never_loses():
     litert, tensorflow = SleepingRuntime(0.0, 1e-6), SleepingRuntime(1e-3, 5e-6)
     litert_max, timings = runtimes.calibrate(litert, tensorflow, max_batch=200)
-    assert litert_max == 128 and list(timings) == [16, 32, 64, 128]  # no size above the largest batch
+    assert litert_max == 200 and list(timings) == [16, 32, 64, 128, 200]  # the largest batch, and none above
 
 
 def test_tensorflow_faster_from_the_first_size_leaves_litert_the_smallest_batches():
@@ -49,6 +49,12 @@ def test_a_busy_moment_during_the_timing_does_not_move_the_switch():
     litert = SleepingRuntime(0.0, 1e-6, slow_calls=(2, 3, 4))
     tensorflow = SleepingRuntime(1e-3, 5e-6)
     assert runtimes.calibrate(litert, tensorflow, max_batch=64)[0] == 64
+
+
+def test_batches_beyond_the_largest_size_timed_follow_it():
+    litert, tensorflow = SleepingRuntime(0.0, 1e-7), SleepingRuntime(1e-3, 5e-7)
+    litert_max, timings = runtimes.calibrate(litert, tensorflow, max_batch=5000)
+    assert litert_max == 5000 and max(timings) == runtimes.CALIBRATION_BATCHES[-1]
 
 
 @pytest.mark.parametrize("max_batch", [1, 8])
