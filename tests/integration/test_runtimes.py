@@ -69,7 +69,8 @@ def test_every_runtime_answers_as_the_saved_model_at_small_and_large_batches(
 
 def test_auto_measures_where_tensorflow_overtakes_litert_when_a_version_loads(start_server, exported_model, reference):
     images, expected = reference
-    with start_server(["--model-dir", str(exported_model), "--max-batch-size", "64"]) as server:
+    # --runtime auto given: `make runtimes` forces another runtime through MNIST_SERVER_RUNTIME
+    with start_server(["--model-dir", str(exported_model), "--runtime", "auto", "--max-batch-size", "64"]) as server:
         found = re.search(
             r"computes batches up to (\d+) images with LiteRT.*LiteRT vs TensorFlow: (.*)\)", server.log_text()
         )

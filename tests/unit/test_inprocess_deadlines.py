@@ -1,6 +1,8 @@
 """Deadlines shorter than the queue wait, in-process against a fake model slow on purpose (10 ms a call,
 one image a batch), so that the backlog outlasts the callers' deadlines by a second: each late call ends
-DEADLINE_EXCEEDED, the server counts it and drops it from the queue, and the model never computes it.
+DEADLINE_EXCEEDED, the server counts it (as DEADLINE_EXCEEDED, or CANCELLED when the client's own timer
+cancelled it a moment before the server's copy of the deadline passed) and drops it from the queue, and
+the model never computes it.
 
 tests/integration/test_overload.py checks the same through a real process and TensorFlow; there a
 busy machine may let a deadline pass before the server has even read the call (gRPC then ends it
@@ -58,8 +60,11 @@ def test_calls_whose_deadline_passes_in_the_queue_are_counted_dropped_and_never_
             def delta(name, **labels):
                 return metric(after, name, **labels) - metric(before, name, **labels)  # noqa: B023 - this pass
 
-            expired = delta(
-                "mnist_serving_requests_total", method="mnist_serving.v1.Classifier/Classify", code="DEADLINE_EXCEEDED"
+            # DEADLINE_EXCEEDED when the server's copy of the deadline had passed; CANCELLED when the
+            # client's timer, started a moment earlier, cancelled the call first (CI saw 6 of 10 so).
+            expired = sum(
+                delta("mnist_serving_requests_total", method="mnist_serving.v1.Classifier/Classify", code=code)
+                for code in ("DEADLINE_EXCEEDED", "CANCELLED")
             )
             dropped = delta("mnist_serving_requests_dropped_total", reason="cancelled") + delta(
                 "mnist_serving_requests_dropped_total", reason="deadline"
