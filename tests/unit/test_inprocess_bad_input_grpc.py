@@ -18,9 +18,8 @@ import pytest
 
 from mnist_serving.images import decode_image
 from mnist_serving.v1 import classifier_pb2 as pb
-from tests.support.catalogue import CHANNEL_OPTIONS, Case, assert_refused, blank, encode
+from tests.support.catalogue import Case, assert_refused, blank, encode
 from tests.support.fake_model import fake_classes
-from tests.support.inprocess import InProcessServer
 from tests.support.synthetic import synthetic_arrays
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -291,18 +290,6 @@ CASES = [
     Case("unknown-method", "/mnist_serving.v1.Classifier/Train", b"", grpc.StatusCode.UNIMPLEMENTED, ""),
     Case("unknown-service", "/mnist_serving.v2.Classifier/Classify", b"", grpc.StatusCode.UNIMPLEMENTED, ""),
 ]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with InProcessServer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def channel(server):
-    with grpc.insecure_channel(server.target, options=CHANNEL_OPTIONS) as chan:
-        yield chan
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2 as kserve
 
-from tests.support.catalogue import CHANNEL_OPTIONS, Case, assert_refused
+from tests.support.catalogue import Case, assert_refused
 from tests.support.fake_model import fake_classes
-from tests.support.inprocess import InProcessServer
 from tests.support.synthetic import synthetic_arrays
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -139,12 +138,6 @@ KSERVE = [
         "model 'nope' is not served",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def channel():
-    with InProcessServer() as running, grpc.insecure_channel(running.target, options=CHANNEL_OPTIONS) as chan:
-        yield chan
 
 
 @pytest.fixture(scope="module")

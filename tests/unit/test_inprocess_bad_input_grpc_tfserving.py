@@ -24,9 +24,8 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tests.support.catalogue import CHANNEL_OPTIONS, Case, assert_refused
+from tests.support.catalogue import Case, assert_refused
 from tests.support.fake_model import fake_classes
-from tests.support.inprocess import InProcessServer
 from tests.support.synthetic import synthetic_arrays
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -314,18 +313,6 @@ TF_SERVING = [
 ]
 
 CASES = TF_SERVING
-
-
-@pytest.fixture(scope="module")
-def server():
-    with InProcessServer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def channel(server):
-    with grpc.insecure_channel(server.target, options=CHANNEL_OPTIONS) as chan:
-        yield chan
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import pytest
 from mnist_serving.images import decode_image
 from tests.support.catalogue import blank, encode
 from tests.support.fake_model import fake_classes
-from tests.support.inprocess import InProcessServer
 from tests.support.server_process import HOST
 from tests.support.synthetic import synthetic_arrays
 
@@ -196,12 +195,6 @@ CASES = [
     ("form with a broken second file", "POST", CLASSIFY, BROKEN_FILE[0], BROKEN_FILE[1], 400, "image 1:"),
     ("model info of an unknown model", "GET", "/api/v1/models/digits", None, None, 404, "model 'digits' is not served"),
 ]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with InProcessServer() as running:
-        yield running
 
 
 def assert_good_upload(server) -> None:

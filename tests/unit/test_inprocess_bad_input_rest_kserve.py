@@ -14,7 +14,6 @@ import pytest
 import tritonclient.grpc as triton_grpc
 
 from tests.support.fake_model import fake_classes
-from tests.support.inprocess import InProcessServer
 from tests.support.synthetic import synthetic_arrays
 
 DIGITS, _ = synthetic_arrays(2, seed=61)
@@ -173,12 +172,6 @@ CASES = [
     Case("image-upload", 415, "images go to /api/v1/classify", b"\x89PNG\r\n", headers={"Content-Type": "image/png"}),
     Case("wrong-method", 405, "method GET is not allowed on /v2/models/mnist/infer", method="GET"),
 ]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with InProcessServer() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from tests.support.fake_model import fake_classes
-from tests.support.inprocess import InProcessServer
 from tests.support.synthetic import synthetic_arrays
 
 IMAGES, _ = synthetic_arrays(2, seed=44)
@@ -309,12 +308,6 @@ CASES = [
     ),
     ("metadata of an unknown model", "/v1/models/fashion/metadata", None, "", 404, "model 'fashion' is not served"),
 ]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with InProcessServer() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

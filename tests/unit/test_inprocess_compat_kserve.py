@@ -16,17 +16,10 @@ from tritonclient.utils import InferenceServerException
 
 from mnist_client import MnistClient
 from tests.support.fake_model import RUNTIME_NAME, fake_classes
-from tests.support.inprocess import InProcessServer
 from tests.support.server_process import metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
 
 IMAGES, _ = synthetic_arrays(10, seed=31)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with InProcessServer() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

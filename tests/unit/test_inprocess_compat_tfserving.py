@@ -38,18 +38,6 @@ IMAGES, _ = synthetic_arrays(12, seed=21)
 
 
 @pytest.fixture(scope="module")
-def server():
-    with InProcessServer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def channel(server):
-    with grpc.insecure_channel(server.target) as chan:
-        yield chan
-
-
-@pytest.fixture(scope="module")
 def prediction(channel):
     return prediction_service_pb2_grpc.PredictionServiceStub(channel)
 

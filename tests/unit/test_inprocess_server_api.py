@@ -23,22 +23,9 @@ from mnist_serving.images import decode_image
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
 from tests.support.fake_model import CLASS_NAMES, METADATA, RUNTIME_NAME, fake_classes, fake_outputs
-from tests.support.inprocess import InProcessServer
 from tests.support.synthetic import synthetic_arrays
 
 SERVICE = "mnist_serving.v1.Classifier"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with InProcessServer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def channel(server):
-    with grpc.insecure_channel(server.target) as chan:
-        yield chan
 
 
 @pytest.fixture(scope="module")
