@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import plan, protocols, report, targets
+from benchmarks import plan, protocols, report_protocols, targets
 
 MANY, ONE = "c64 b1", "c1 b1"
 
@@ -55,13 +55,13 @@ def test_a_run_from_before_the_http_doors_is_read_as_all_grpc():
     old = _measured(GRPC_COSTS)
     del old["transports"], old["rest_vs_grpc"]
     assert targets._protocols_vs_ours({"protocols": old})["met"] is True
-    lines = report._protocol_tables({"protocols": old})
+    lines = report_protocols.protocol_tables({"protocols": old})
     assert sum("| gRPC |" in line for line in lines) == 2 * len(GRPC_COSTS)
     assert not any("What HTTP costs" in line for line in lines)
 
 
 def test_the_report_marks_each_door_grpc_or_http_and_gives_rest_over_grpc():
-    lines = report._protocol_tables({"protocols": _measured(GRPC_COSTS | REST_COSTS)})
+    lines = report_protocols.protocol_tables({"protocols": _measured(GRPC_COSTS | REST_COSTS)})
     rows = [line for line in lines if line.startswith("| ") and "µs" not in line]
     assert sum("| HTTP |" in row for row in rows) == 2 * len(REST_COSTS)
     assert sum("| gRPC |" in row for row in rows) == 2 * len(GRPC_COSTS)
