@@ -16,6 +16,7 @@ The signature (names, dtypes, shapes) and the SignatureDef are what the trainer 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,20 +84,25 @@ def fake_outputs(images: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class FakeRuntime:
-    """A runtimes.Runtime: `predict` answers `fake_outputs`, after `compute_s` seconds of sleep."""
+    """A runtimes.Runtime: `predict` answers `fake_outputs`, after `compute_s` seconds of sleep and,
+    when a `gate` is given, once the gate is open (a test holds the model busy for as long as it needs)."""
 
     name = RUNTIME_NAME
     signature = SIGNATURE
+    GATE_TIMEOUT_S = 60.0  # a test that forgets to open its gate fails instead of hanging
 
-    def __init__(self, compute_s: float = 0.0, inline_max_batch: int = 0):
+    def __init__(self, compute_s: float = 0.0, inline_max_batch: int = 0, gate: threading.Event | None = None):
         self.compute_s = compute_s
         self.inline_max_batch = inline_max_batch  # 0: batches run on the model worker threads, as TensorFlow's
+        self.gate = gate
         self.batch_sizes: list[int] = []
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
         if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
             raise ValueError(f"the fake model takes uint8 [N, 28, 28], got {images.dtype} {list(images.shape)}")
         self.batch_sizes.append(len(images))
+        if self.gate is not None and not self.gate.wait(self.GATE_TIMEOUT_S):
+            raise RuntimeError(f"the fake model's gate stayed closed for {self.GATE_TIMEOUT_S:.0f} s")
         if self.compute_s:
             time.sleep(self.compute_s)
         return fake_outputs(images)
@@ -150,6 +156,7 @@ def write_fake_versions(
 def fake_loader(
     compute_s: float = 0.0,
     inline_max_batch: int = 0,
+    gate: threading.Event | None = None,
 ) -> Callable[[str, int, Path, DeviceChoice], LoadedModel]:
     """A loader for ModelServer/ModelRepository: each version directory's labels and metadata are
     read and checked by the real LoadedModel.load, around a FakeRuntime."""
@@ -157,7 +164,7 @@ def fake_loader(
 
     def load(name: str, version: int, path: Path, device: DeviceChoice) -> LoadedModel:
         return LoadedModel.load(
-            name, version, path, device, FakeRuntime(compute_s, inline_max_batch), signature_def=definition
+            name, version, path, device, FakeRuntime(compute_s, inline_max_batch, gate), signature_def=definition
         )
 
     return load

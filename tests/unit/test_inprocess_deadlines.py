@@ -1,16 +1,19 @@
-"""Deadlines shorter than the queue wait, in-process against a fake model slow on purpose (10 ms a call,
-one image a batch), so that the backlog outlasts the callers' deadlines by a second: each late call ends
-DEADLINE_EXCEEDED, the server counts it (as DEADLINE_EXCEEDED, or CANCELLED when the client's own timer
-cancelled it a moment before the server's copy of the deadline passed) and drops it from the queue, and
-the model never computes it.
+"""Deadlines that pass while a call waits in the queue, in-process against a fake model held busy by a
+gate the test opens: each late call ends DEADLINE_EXCEEDED, the server counts it (as DEADLINE_EXCEEDED,
+or CANCELLED when the client's own timer cancelled it a moment before the server's copy of the deadline
+passed) and drops it from the queue, and the model never computes it.
 
-tests/integration/test_overload.py checks the same through a real process and TensorFlow; there a
-busy machine may let a deadline pass before the server has even read the call (gRPC then ends it
-unseen), so only this test can insist that the server counted every one.
+Nothing here races the clock: the late calls are sent only while the model is held, the test waits
+until the server has queued every one of them (a deadline of seconds leaves the server ample time to
+read them on a loaded machine), and opens the gate only after every deadline has passed.
+tests/integration/test_overload.py checks the same through a real process and TensorFlow; there a busy
+machine may let a deadline pass before the server has even read the call (gRPC then ends it unseen),
+so only this test can insist that the server counted every one.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 import grpc
@@ -23,33 +26,45 @@ from tests.support.inprocess import InProcessServer
 from tests.support.server_process import metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
 
-COMPUTE_S = 0.01  # per model call, one image each: the backlog below costs >= 1.28 s
-BACKLOG_IMAGES = 128
+BACKLOG_IMAGES = 4  # one computing behind the closed gate, three queued
 LATE_CALLERS = 10
-DEADLINE_S = 0.3
-FLAGS = ["--max-batch-size", "1", "--max-queue-images", "512", "--max-images-per-request", "256"]
+DEADLINE_S = 2.0
+# One batch at a time of one image each, so the queue depth says exactly which calls the server holds.
+FLAGS = ["--max-batch-size", "1", "--max-concurrent-batches", "1", "--batch-timeout-ms", "0"]
 
 
 def packed(images: np.ndarray) -> pb.ClassifyRequest:
     return pb.ClassifyRequest(packed=pb.PackedImages(data=images.tobytes(), count=len(images), height=28, width=28))
 
 
+def wait_for_queue_depth(server: InProcessServer, images: int, what: str) -> None:
+    bound = time.monotonic() + 10
+    while (depth := metric(scrape_metrics(server.http_url), "mnist_serving_queue_depth", model="mnist")) != images:
+        assert time.monotonic() < bound, f"{what}: queue depth {depth}, expected {images}"
+        time.sleep(0.01)
+
+
 def test_calls_whose_deadline_passes_in_the_queue_are_counted_dropped_and_never_computed():
-    images, _ = synthetic_arrays(BACKLOG_IMAGES + LATE_CALLERS, seed=61)
-    backlog, late_images = images[:BACKLOG_IMAGES], images[BACKLOG_IMAGES:]
-    with InProcessServer(FLAGS, loader=fake_loader(compute_s=COMPUTE_S)) as server:
-        with grpc.insecure_channel(server.target) as channel:
-            stub = classifier_pb2_grpc.ClassifierStub(channel)
-            stub.Classify(packed(backlog[:1]), timeout=10)  # connected: the deadlines below go to queueing
-            before = scrape_metrics(server.http_url)
-            queued = stub.Classify.future(packed(backlog), timeout=30)
-            bound = time.monotonic() + 10
-            while metric(scrape_metrics(server.http_url), "mnist_serving_queue_depth") < BACKLOG_IMAGES - 10:
-                assert time.monotonic() < bound, "the backlog never queued"
-                time.sleep(0.002)
-            late = [stub.Classify.future(packed(late_images[i : i + 1]), timeout=DEADLINE_S) for i in range(10)]
-            codes = [future.exception().code() for future in late]
-            assert [p.label for p in queued.result().predictions] == fake_classes(backlog).tolist()
+    images, _ = synthetic_arrays(BACKLOG_IMAGES + LATE_CALLERS + 1, seed=61)
+    warm, backlog, late_images = images[:1], images[1 : BACKLOG_IMAGES + 1], images[BACKLOG_IMAGES + 1 :]
+    gate = threading.Event()
+    gate.set()
+    with InProcessServer(FLAGS, loader=fake_loader(gate=gate)) as server:
+        try:
+            with grpc.insecure_channel(server.target) as channel:
+                stub = classifier_pb2_grpc.ClassifierStub(channel)
+                stub.Classify(packed(warm), timeout=10)  # connected: the deadlines below go to queueing
+                before = scrape_metrics(server.http_url)
+                gate.clear()
+                queued = stub.Classify.future(packed(backlog), timeout=30)
+                wait_for_queue_depth(server, BACKLOG_IMAGES - 1, "the backlog never queued")
+                late = [stub.Classify.future(packed(image[None]), timeout=DEADLINE_S) for image in late_images]
+                wait_for_queue_depth(server, BACKLOG_IMAGES - 1 + LATE_CALLERS, "the late calls never queued")
+                codes = [future.exception().code() for future in late]  # every deadline has passed
+                gate.set()
+                assert [p.label for p in queued.result().predictions] == fake_classes(backlog).tolist()
+        finally:
+            gate.set()
         assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * LATE_CALLERS
 
         # The server counts a call's status when its handler ends, a moment after the client's timer.
