@@ -232,7 +232,9 @@ def test_deadlines_shorter_than_the_queue_wait_cost_no_compute(slow_server, batc
         time.sleep(0.05)
     print(f"\n10 calls expired in the queue; the server counted {expired:.0f} (each dropped, none computed)")
     assert expired <= 10
-    assert dropped == expired
+    # A call the server read just as its deadline passed can be cancelled before it reached the queue:
+    # counted, not dropped (there was nothing to drop), and not computed either.
+    assert dropped <= expired
     # ...so the model computed the big request's 256 images and not one more.
     assert delta("mnist_serving_images_total", model="mnist") == 256
     assert delta("mnist_serving_batch_size_count", model="mnist") == 256
