@@ -23,8 +23,9 @@ Batches of at most `inline_max_items` items are computed on the event loop's thr
 model call shorter than the two thread hand-offs (about 100 us of CPU per batch, measured). They
 take a slot too (a free one without suspending): they occupy a core like any batch, so N slots stay
 N computations and one model's small batches do not jump the line ahead of another's. `predict_fn`
-returns an array/sequence of length N or a dict of arrays of leading length N (checked). When it
-raises on a batch of several requests, each is retried alone (same slot): only the culprit fails.
+returns an array/sequence of length N or a dict of arrays of leading length N (model_call.py checks).
+When it raises on a batch of several requests, each is retried alone (same slot): only the culprit
+fails.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ import numpy as np
 
 from .device_slots import DeviceSlots
 from .errors import BatcherClosed, DeadlineExceeded, ModelFailure, Overloaded, ServingError
+from .model_call import concat_outputs, run_model, slice_outputs, worker_result
 
 log = logging.getLogger(__name__)
 
@@ -77,56 +79,6 @@ class _Pending:
     @property
     def size(self) -> int:
         return len(self.items)
-
-
-def output_length(outputs: Any) -> int:
-    if isinstance(outputs, Mapping):
-        lengths = {len(value) for value in outputs.values()}
-        if len(lengths) != 1:
-            raise ValueError(f"outputs have different leading lengths {sorted(lengths)}")
-        return lengths.pop()
-    return len(outputs)
-
-
-def slice_outputs(outputs: Any, start: int, stop: int) -> Any:
-    if isinstance(outputs, Mapping):
-        return {name: value[start:stop] for name, value in outputs.items()}
-    return outputs[start:stop]
-
-
-def concat_outputs(parts: list) -> Any:
-    if len(parts) == 1:
-        return parts[0]
-    if isinstance(parts[0], Mapping):
-        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-    if isinstance(parts[0], np.ndarray):
-        return np.concatenate(parts)
-    return [item for part in parts for item in part]
-
-
-def _run_model(predict_fn: Callable[[np.ndarray], Any], parts: list[np.ndarray]) -> tuple:
-    """On the thread that computes: one model call on the concatenated parts, timed there (so the
-    compute time is the call's own, never a wait for a thread), its outputs' length checked.
-    Returns (outputs, None, seconds in the model) or (None, the failure, seconds)."""
-    inputs = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    started = time.perf_counter()
-    try:
-        outputs = predict_fn(inputs)
-        compute_s = time.perf_counter() - started
-        if output_length(outputs) != len(inputs):
-            raise ValueError(f"predict returned {output_length(outputs)} results for {len(inputs)} items")
-        return outputs, None, compute_s
-    except Exception as exc:
-        return None, exc, time.perf_counter() - started
-
-
-def _worker_result(future: asyncio.Future) -> tuple[Any, Exception | None, float]:
-    if future.cancelled():  # the executor shut down before running it
-        return None, BatcherClosed(), 0.0
-    exc = future.exception()
-    if exc is None:
-        return future.result()
-    return None, exc if isinstance(exc, Exception) else BatcherClosed(), 0.0
 
 
 class Batcher:
@@ -350,11 +302,11 @@ class Batcher:
         self._running += 1
         self._inflight.update(batch)
         if images <= self.inline_max_items:
-            self._finish(batch, waits, images, _run_model(self._predict_fn, parts))
+            self._finish(batch, waits, images, run_model(self._predict_fn, parts))
             return True
-        future = asyncio.get_running_loop().run_in_executor(self._executor, _run_model, self._predict_fn, parts)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, run_model, self._predict_fn, parts)
         # (when the thread returns, even after a close() that gave up on it: the slot is that thread)
-        future.add_done_callback(lambda done: self._finish(batch, waits, images, _worker_result(done)))
+        future.add_done_callback(lambda done: self._finish(batch, waits, images, worker_result(done)))
         return False
 
     def _finish(self, batch: list[_Pending], waits: list[float], images: int, result: tuple) -> None:
@@ -382,10 +334,10 @@ class Batcher:
                 if pending.future.done():
                     continue
                 outputs, exc, compute_s = (
-                    _run_model(self._predict_fn, [pending.items])
+                    run_model(self._predict_fn, [pending.items])
                     if pending.size <= self.inline_max_items
                     else await asyncio.get_running_loop().run_in_executor(
-                        self._executor, _run_model, self._predict_fn, [pending.items]
+                        self._executor, run_model, self._predict_fn, [pending.items]
                     )
                 )
                 self._observer.batch_finished(pending.size, compute_s, exc is None, None)
