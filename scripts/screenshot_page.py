@@ -5,7 +5,7 @@
     .venv/bin/python scripts/screenshot_page.py [--url http://127.0.0.1:8501/] [--digit 7]
 
 Headless Debian chromium through Debian's chromedriver, the browser test's own helpers
-(tests/integration/test_web_page.py): the digit is drawn with pointer input as a person would.
+(tests/support/browser.py): the digit is drawn with pointer input as a person would.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 sys.path.insert(0, str(REPO_ROOT))
 
-from test_web_page import DIGITS, chromium, clear, draw, open_page, save_screenshot, wait_answer  # noqa: E402
+from tests.support.browser import DIGITS, chromium, clear, draw, open_page, save_screenshot, wait_answer  # noqa: E402
 
 
 def main() -> int:

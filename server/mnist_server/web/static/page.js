@@ -176,10 +176,19 @@
   }
 
   function classifyNow() {
+    dropPending();
     dirty = true;
+    pump(true);
+  }
+
+  // The canvas is about to be replaced (Clear, a file): answers to what it showed are dropped,
+  // and nothing of it is sent again.
+  function dropPending() {
     generation += 1;
     if (controller) controller.abort();
-    pump(true);
+    clearTimeout(timer);
+    timer = 0;
+    dirty = false;
   }
 
   function pump(now) {
@@ -322,11 +331,7 @@
   }
 
   function clearCanvas() {
-    generation += 1;
-    if (controller) controller.abort();
-    clearTimeout(timer);
-    timer = 0;
-    dirty = false;
+    dropPending();
     ink = "#000000";
     fillPaper("#ffffff");
     setInked(false);
@@ -410,6 +415,7 @@
   // strokes can be added to it, transparent images get a paper background, and any format the
   // browser decodes works.
   async function loadFile(file) {
+    dropPending();  // a late answer about the old drawing must not hide what is said about this file
     if (file.type && !file.type.startsWith("image/")) {
       showError("'" + file.name + "' is not an image file.");
       return;
