@@ -124,6 +124,7 @@ class InProcessServer:
                     self.run(self.server.drain(), timeout=self.settings.grace_period_s + 30)
                 finally:
                     self.server = None
+                    self.run(_cancel_leftover_tasks())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(30)
             if not self._thread.is_alive():
@@ -132,3 +133,12 @@ class InProcessServer:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+async def _cancel_leftover_tasks() -> None:
+    """What asyncio.run does before it closes a loop (a real server's exit does so): tasks still
+    pending (an idle keep-alive connection's handler) are cancelled and awaited, not destroyed."""
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
