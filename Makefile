@@ -43,7 +43,7 @@ runtimes: install system-deps
 	    --ignore=tests/integration/test_web_page.py --ignore=tests/integration/test_http_slow_clients.py || status=1; \
 	done; exit $$status
 
-# Lint, import order and formatting (ruff), types (mypy on the contract, client and server packages);
+# Lint, import order and formatting (ruff), types (mypy on the contract, client and server packages and benchmarks/);
 # settings in the root pyproject.toml. `.venv/bin/ruff format .` and `ruff check --fix .` repair most findings.
 lint: install
 	$(VENV)/bin/ruff check .

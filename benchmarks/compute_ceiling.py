@@ -87,7 +87,7 @@ class ComputeCeiling:
         )
         for _ in range(WARMUP_CALLS):
             call(images)
-        latencies = []
+        latencies: list[float] = []
         with _BusyPythonThread() if busy_python_thread else _Nothing():
             start = time.perf_counter()
             deadline = start + seconds

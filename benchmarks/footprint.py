@@ -36,6 +36,7 @@ def server_footprint(spec: ServerSpec, starts: int, warmup: float, log_dir: Path
         server = ServerProcess(spec, log_dir / f"footprint-{spec.slug}-{attempt}.log")
         try:
             server.start()
+            assert server.ready_s is not None  # start() sets it or raises
             ready.append(server.ready_s)
             for point in WARMUP_POINTS:
                 measure_server(server, point, warmup, warmup)
@@ -64,6 +65,7 @@ def probe(model_file: Path, with_tensorflow: bool, log_path: Path) -> dict:
         proc = subprocess.Popen(
             args, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env
         )
+        assert proc.stdin is not None and proc.stdout is not None  # both PIPE
         watchdog = threading.Timer(PROBE_TIMEOUT_S, proc.kill)  # a hung import must not hang the run
         watchdog.start()
         try:

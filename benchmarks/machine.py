@@ -49,7 +49,7 @@ def _git_commit() -> str:
 
 
 def describe() -> dict:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in PACKAGES:
         try:
             versions[package] = metadata.version(package)

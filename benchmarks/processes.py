@@ -99,7 +99,7 @@ class ServerProcess:
     log_path: Path
     target: str = ""
     ready_s: float | None = None
-    proc: subprocess.Popen | None = field(default=None, repr=False)
+    proc: subprocess.Popen[str] | None = field(default=None, repr=False)
     _port_found: threading.Event = field(default_factory=threading.Event, repr=False)
     _launched: float = field(default=0.0, repr=False)
     http_port: int | None = None  # ours: /metrics, for batch sizes and model busy time
@@ -144,6 +144,7 @@ class ServerProcess:
 
     def _drain_output(self) -> None:
         """Copies the server's output to its log (a full pipe would block the server)."""
+        assert self.proc is not None and self.proc.stdout is not None  # launch() set it, stdout=PIPE
         with open(self.log_path, "w") as log:
             for line in self.proc.stdout:
                 log.write(line)
@@ -159,6 +160,7 @@ class ServerProcess:
         # gRPC's reconnect backoff (1 s, then x1.6 with jitter) would round "ready" up to its next
         # attempt: 2.6 s, 4.2 s, 6.8 s... whatever the server's real start. Retry every 20 ms instead.
         backoff = [(f"grpc.{name}_reconnect_backoff_ms", 20) for name in ("initial", "min", "max")]
+        assert self.proc is not None  # launch() set it
         with grpc.insecure_channel(self.target, options=backoff) as channel:
             stub = pb_grpc.ClassifierStub(channel)
             while True:
@@ -231,6 +233,7 @@ class ServerProcess:
 
     @property
     def pid(self) -> int:
+        assert self.proc is not None, f"{self.spec.label} was not launched"
         return self.proc.pid
 
     def rss_bytes(self) -> int:

@@ -72,7 +72,10 @@ def _charged(server: ServerProcess, run: Callable[[], dict]) -> dict:
     cpu_before = server.cpu_seconds()
     sample = run()
     cpu = server.cpu_seconds() - cpu_before
-    requests = server.requests_finished() - requests_before
+    requests_after = server.requests_finished()
+    # protocol_costs measures our server only, whose /metrics counts requests
+    assert requests_before is not None and requests_after is not None
+    requests = requests_after - requests_before
     batching = batching_summary(batching_before, server.batching_counters(), 1.0)
     if "error" in sample:
         return sample

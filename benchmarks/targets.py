@@ -138,8 +138,8 @@ def evaluate_targets(results: dict) -> list[dict]:
             else f"{ready['median_s']:.2f} s median, {ready['max_s']:.2f} s worst of {len(ready['starts_s'])}",
         )
     )
-    soak = results.get("soak")
-    growth = soak.get("growth_pct") if soak else None
+    soak = results.get("soak") or {}
+    growth = soak.get("growth_pct")
     targets.append(
         _target(
             f"memory flat over the soak (growth ≤ {MAX_GROWTH_PCT:.0f}%)",

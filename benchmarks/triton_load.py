@@ -35,6 +35,7 @@ GRPC, HTTP = "grpc", "http"  # perf_analyzer -i
 def _installer():
     """scripts/perf_analyzer.py (installs the pinned binary on first use, sets LD_LIBRARY_PATH)."""
     spec = importlib.util.spec_from_file_location("perf_analyzer_installer", REPO_ROOT / "scripts" / "perf_analyzer.py")
+    assert spec is not None and spec.loader is not None  # a .py path: a source file spec with its loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -29,23 +29,25 @@ class LineWorker:
             stderr=self.log,
             text=True,
         )
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both PIPE
+        self._stdin, self._stdout = self.proc.stdin, self.proc.stdout
         if not self._read().get("ready"):
             raise RuntimeError(f"{module} did not start; see {log_path}")
 
     def _read(self) -> dict:
-        line = self.proc.stdout.readline()
+        line = self._stdout.readline()
         if not line:
             raise RuntimeError(f"worker exited with {self.proc.poll()}; see {self.log.name}")
         return json.loads(line)
 
     def request(self, command: dict) -> dict:
-        self.proc.stdin.write(json.dumps(command) + "\n")
-        self.proc.stdin.flush()
+        self._stdin.write(json.dumps(command) + "\n")
+        self._stdin.flush()
         return self._read()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.stdin.close()  # the worker's loop ends at end of input
+            self._stdin.close()  # the worker's loop ends at end of input
             try:
                 self.proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
