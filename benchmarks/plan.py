@@ -167,8 +167,8 @@ def variants(model_dir: Path) -> list[ServerSpec]:
 def optional_variants(model_dir: Path) -> list[ServerSpec]:
     """Measured only with --all-variants: each costs about half a minute of the full run, and
     round 1 already answered what they asked (docs/benchmarks.md: a smaller max batch only loses
-    at 64 images; computing in a child process gained nothing), while the runtime variants, which
-    the defaults will be chosen from, need every closed-loop point (about 25 minutes in all)."""
+    at 64 images), while the runtime variants, which the defaults will be chosen from, need every
+    closed-loop point (about 25 minutes in all)."""
     return [
         ours(
             "ours, asyncio loop",
@@ -178,15 +178,6 @@ def optional_variants(model_dir: Path) -> list[ServerSpec]:
             note="--event-loop asyncio: the standard library's loop instead of uvloop",
         ),
         ours("ours, max batch 32", model_dir, "--max-batch-size", "32", note="--max-batch-size 32"),
-        # an experiment, not a setting: benchmarks/model_process_prototype.py
-        replace(
-            ours(
-                "model in a child process (prototype)",
-                model_dir,
-                note="not shipped: each batch computed in a child process, no GIL shared with the loop",
-            ),
-            module="benchmarks.model_process_prototype",
-        ),
     ]
 
 
