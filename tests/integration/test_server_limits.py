@@ -1,5 +1,6 @@
-"""Overload and deadlines on a private server whose model takes one image per call, so a big
-request keeps the queue full long enough to observe (no timing assertions: only codes and counts).
+"""Overload and deadlines on a private server whose model takes one image per call at 2 ms (the fake
+model, tests/support/fake_model_server.py, in a real server process), so a big request keeps the queue
+full long enough to observe (no timing assertions: only codes and counts).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import pytest
 
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
+from tests.support.fake_model import write_fake_versions
 from tests.support.server_process import ServerProcess, metric, scrape_metrics
 
 QUEUE = 1024
 BIG = 1000
+SLOW_MODEL_MS = 2
 
 
 def packed(count: int) -> pb.ClassifyRequest:
@@ -24,22 +27,24 @@ def packed(count: int) -> pb.ClassifyRequest:
 
 
 @pytest.fixture(scope="module")
-def slow_server(exported_model):
+def slow_server(tmp_path_factory):
+    """The fake model at 2 ms a call in a real server process: the big request's 1,000 images keep the
+    queue full for 2 s whatever the machine (TensorFlow's ~0.5-1 ms a call left a late call's 0.5 s
+    deadline racing the backlog; CI once saw the backlog win)."""
+    base = write_fake_versions(tmp_path_factory.mktemp("limits") / "mnist")
     flags = [
+        "--compute-ms",
+        str(SLOW_MODEL_MS),
         "--model-dir",
-        str(exported_model),
+        str(base),
         "--max-batch-size",
         "1",
         "--max-queue-images",
         str(QUEUE),
         "--max-images-per-request",
         str(BIG),
-        # TensorFlow's ~1 ms per batch-1 call keeps the queue full long enough to observe;
-        # LiteRT (the default for small batches) would clear it in ~0.1 s
-        "--runtime",
-        "tensorflow",
     ]
-    with ServerProcess(flags) as server:
+    with ServerProcess(flags, module="tests.support.fake_model_server") as server:
         yield server
 
 
@@ -66,8 +71,8 @@ def test_full_queue_answers_resource_exhausted_and_short_deadlines_are_dropped(s
         assert f"limit of {QUEUE}" in refused.value.details()
 
         with pytest.raises(grpc.RpcError) as late:
-            # queued behind hundreds of model calls (~1 ms each): half a second lets a loaded machine
-            # read the call before its deadline passes (gRPC ends an unread call without the server)
+            # queued behind hundreds of 2 ms model calls: half a second lets a loaded machine read the
+            # call before its deadline passes (gRPC ends an unread call without the server)
             stub.Classify(packed(1), timeout=0.5)
         assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
 
