@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from importlib import metadata
@@ -136,6 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        status = _run(parser, args)
+        sys.stdout.flush()  # a reader that went away (`| head -1`) shows here, not at exit
+        return status
+    except BrokenPipeError:
+        # The reader has all it wanted: exit without a traceback or a message (the Python docs' recipe:
+        # stdout goes to /dev/null so the interpreter's own flush at exit does not fail again).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
         tls, token = _tls(args), _token(args)
         if args.command == "bench":
             return _bench(args, tls, token)
@@ -150,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     except ClientError as error:
         print(f"error: {error.code.name}: {error.details}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        raise
     except (ValueError, OSError, BenchError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED

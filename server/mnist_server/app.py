@@ -12,13 +12,14 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import disable_created_metrics
 
 from .batcher import Batcher
 from .config import Settings
 from .device_slots import DeviceSlots
+from .health_status import HealthServicer
 from .inference import InferenceCore
 from .metered import MeteredServer
 from .metrics import ServerMetrics, label_call_model
@@ -82,7 +83,7 @@ class ModelServer:
             max_batch_size=settings.max_batch_size,
             on_model_named=label_call_model,
         )
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
         verifier = token_verifier(settings)
         # HTTP and gRPC share the core, the batchers, the token rules and our API's request handling
         self.http = HttpServer(

@@ -1,6 +1,11 @@
-"""The CLI's argument handling (commands that reach a server are in tests/integration)."""
+"""The CLI's argument handling (commands that reach a real server are in tests/integration; the in-process
+server of tests/unit/conftest.py answers the one here)."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -82,3 +87,21 @@ def test_bad_settings_exit_1_with_a_message(capsys):
 def test_a_missing_token_file_is_reported(capsys, tmp_path):
     assert main(["--token-file", str(tmp_path / "missing"), "health"]) == 1
     assert "missing" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_ends_the_cli_quietly(server):
+    """`mnist-client info | head -1`: the reader closes the pipe; the CLI stops without a traceback or
+    an `error: [Errno 32] Broken pipe` (here the pipe is closed before the CLI writes at all)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mnist_client.cli", "--target", server.target, "info"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (1, "")

@@ -184,6 +184,9 @@ def test_health_overall_and_per_service(channel):
     with pytest.raises(grpc.RpcError) as info:
         health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
     assert info.value.code() is grpc.StatusCode.NOT_FOUND
+    # named, with the services it does know (grpcio-health-checking's own NOT_FOUND says nothing)
+    assert info.value.details().startswith("no health status for service 'no.such.Service'; known: '' (the whole")
+    assert repr(SERVICE) in info.value.details()
 
 
 def test_reflection_lists_the_services_and_serves_their_descriptors(channel):
