@@ -70,12 +70,13 @@ def _port(text: str) -> int:
     return value
 
 
-def _inline_batch(text: str) -> int | None:
+def _count_or_auto(text: str) -> int | None:
+    """A batch size, or None for "auto" (--litert-max-batch-size, --inline-max-batch-size)."""
     return None if text == "auto" else _non_negative_int(text)
 
 
 _positive_int.__name__ = "positive integer"
-_inline_batch.__name__ = "non-negative integer or 'auto'"
+_count_or_auto.__name__ = "non-negative integer or 'auto'"
 _non_negative_int.__name__ = "non-negative integer"
 _non_negative_float.__name__ = "non-negative number"
 _port.__name__ = "port (1-65535)"
@@ -181,7 +182,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     add(
         "--litert-max-batch-size",
-        type=_inline_batch,
+        type=_count_or_auto,
         default="auto",
         help="--runtime auto: the largest batch LiteRT computes; 'auto' = measured for each version at load "
         "(the largest batch size at which LiteRT computes no slower than TensorFlow on this machine); "
@@ -189,7 +190,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     add(
         "--inline-max-batch-size",
-        type=_inline_batch,
+        type=_count_or_auto,
         default="auto",
         help="batches of at most this many images are computed on the event loop's thread instead "
         "of the model worker thread (saves two thread hand-offs per batch, blocks the loop while "
