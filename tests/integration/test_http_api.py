@@ -9,7 +9,6 @@ import base64
 import json
 import signal
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -20,7 +19,7 @@ import numpy as np
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
 from tests.support.catalogue import encode
-from tests.support.server_process import ServerProcess, http_get, metric, scrape_metrics
+from tests.support.server_process import ServerProcess, http_get, metric, scrape_metrics, wait_for_queue_depth
 from tests.support.synthetic import synthetic_arrays
 
 IMAGES, LABELS = synthetic_arrays(6, seed=46)
@@ -180,10 +179,7 @@ def test_sigterm_readyz_503_first_accepted_requests_answered_new_ones_refused(ex
 
         sender = threading.Thread(target=send_big)
         sender.start()
-        deadline = time.monotonic() + 30
-        while metric(scrape_metrics(server.http_url), "mnist_serving_queue_depth") == 0:
-            assert time.monotonic() < deadline, "the big request never reached the queue"
-            time.sleep(0.02)
+        wait_for_queue_depth(server.http_url, 1, "the big request never reached the queue", timeout_s=30)
         server.proc.send_signal(signal.SIGTERM)
         sender.join(90)
         assert server.proc.wait(60) == 0

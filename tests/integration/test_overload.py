@@ -28,7 +28,7 @@ from mnist_client import AsyncMnistClient, ClientError, MnistClient
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
 from tests.support.fake_model import fake_classes, write_fake_versions
-from tests.support.server_process import ServerProcess, metric, scrape_metrics
+from tests.support.server_process import ServerProcess, metric, scrape_metrics, wait_for_queue_depth
 from tests.support.synthetic import synthetic_arrays
 
 FLAGS = [
@@ -194,10 +194,7 @@ def test_deadlines_shorter_than_the_queue_wait_cost_no_compute(slow_server, batc
         big_s = time.perf_counter() - started  # what 256 queued images cost, on this machine
         before = scrape_metrics(slow_server.http_url)
         queued = stub.Classify.future(packed(big), timeout=TIMEOUT_S)
-        deadline = time.monotonic() + 10
-        while metric(scrape_metrics(slow_server.http_url), "mnist_serving_queue_depth") < 200:
-            assert time.monotonic() < deadline, "the big request never queued"
-            time.sleep(0.002)
+        wait_for_queue_depth(slow_server.http_url, 200, "the big request never queued")
         # Ten callers at once, each allowing a quarter of that: at least 200 images are ahead of them.
         late = [stub.Classify.future(packed(batches[i % BATCHES][i : i + 1]), timeout=big_s / 4) for i in range(10)]
         codes = [future.exception().code() for future in late]
@@ -246,10 +243,7 @@ def test_calls_beyond_the_concurrent_rpc_limit_are_refused_at_once(slow_server, 
         stub = classifier_pb2_grpc.ClassifierStub(channel)
         stub.Classify(packed(batches[0][:1]), timeout=TIMEOUT_S)
         ahead = stub.Classify.future(packed(np.concatenate(batches)), timeout=TIMEOUT_S)  # 256 model calls
-        deadline = time.monotonic() + 10
-        while metric(scrape_metrics(slow_server.http_url), "mnist_serving_queue_depth") < 128:
-            assert time.monotonic() < deadline, "the big request never queued"
-            time.sleep(0.002)
+        wait_for_queue_depth(slow_server.http_url, 128, "the big request never queued")
         calls = [stub.Classify.future(packed(batches[i % BATCHES][:1]), timeout=TIMEOUT_S) for i in range(100)]
         outcomes = Counter()
         for call in calls:

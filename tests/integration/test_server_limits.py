@@ -5,8 +5,6 @@ full long enough to observe (no timing assertions: only codes and counts).
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
 from tests.support.fake_model import write_fake_versions
-from tests.support.server_process import ServerProcess, metric, scrape_metrics
+from tests.support.server_process import ServerProcess, metric, scrape_metrics, wait_for_queue_depth
 
 QUEUE = 1024
 BIG = 1000
@@ -48,21 +46,12 @@ def slow_server(tmp_path_factory):
         yield server
 
 
-def wait_for_queue(server, at_least: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if metric(scrape_metrics(server.http_url), "mnist_serving_queue_depth", model="mnist") >= at_least:
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"queue never reached {at_least} images")
-
-
 def test_full_queue_answers_resource_exhausted_and_short_deadlines_are_dropped(slow_server):
     before = scrape_metrics(slow_server.http_url)
     with grpc.insecure_channel(slow_server.target) as channel:
         stub = classifier_pb2_grpc.ClassifierStub(channel)
         big = stub.Classify.future(packed(BIG), timeout=120)
-        wait_for_queue(slow_server, BIG - 100)
+        wait_for_queue_depth(slow_server.http_url, BIG - 100, "the big request never queued", timeout_s=20)
 
         with pytest.raises(grpc.RpcError) as refused:
             stub.Classify(packed(200), timeout=20)  # does not fit next to the big one

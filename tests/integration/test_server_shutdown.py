@@ -6,7 +6,6 @@ from __future__ import annotations
 import queue
 import signal
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -14,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
-from tests.support.server_process import ServerProcess, http_get, metric, scrape_metrics
+from tests.support.server_process import ServerProcess, http_get, wait_for_queue_depth
 
 BIG = 2000  # at 8 images per model call: a drain long enough to watch
 
@@ -60,10 +59,7 @@ def test_sigterm_under_load_answers_every_accepted_call(exported_model):
         for worker in workers:
             worker.start()
         big = stub.Classify.future(packed(BIG), timeout=60)
-        deadline = time.monotonic() + 20
-        while metric(scrape_metrics(server.http_url), "mnist_serving_queue_depth") < BIG / 2:
-            assert time.monotonic() < deadline, "the big request never queued"
-            time.sleep(0.005)
+        wait_for_queue_depth(server.http_url, BIG / 2, "the big request never queued", timeout_s=20)
 
         server.proc.send_signal(signal.SIGTERM)
         assert statuses.get(timeout=10) == "NOT_SERVING"

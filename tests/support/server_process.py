@@ -183,3 +183,13 @@ def metric(samples: dict, name: str, **labels: str) -> float:
     """Sum of the samples called `name` whose labels include `labels` (0 when none)."""
     wanted = set(labels.items())
     return sum(value for (sample_name, items), value in samples.items() if sample_name == name and wanted <= set(items))
+
+
+def wait_for_queue_depth(http_url: str, at_least: float, what: str, timeout_s: float = 10.0) -> float:
+    """Polls /metrics until `mnist_serving_queue_depth` (all models) is at least `at_least`; returns the
+    depth seen. After `timeout_s`, fails with `what` (what never happened) and the last depth."""
+    give_up = time.monotonic() + timeout_s
+    while (depth := metric(scrape_metrics(http_url), "mnist_serving_queue_depth")) < at_least:
+        assert time.monotonic() < give_up, f"{what}: queue depth {depth:.0f} after {timeout_s:.0f} s, wanted {at_least}"
+        time.sleep(0.005)
+    return depth

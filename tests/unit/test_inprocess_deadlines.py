@@ -23,7 +23,7 @@ from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
 from tests.support.fake_model import fake_classes, fake_loader
 from tests.support.inprocess import InProcessServer
-from tests.support.server_process import metric, scrape_metrics
+from tests.support.server_process import metric, scrape_metrics, wait_for_queue_depth
 from tests.support.synthetic import synthetic_arrays
 
 BACKLOG_IMAGES = 4  # one computing behind the closed gate, three queued
@@ -35,13 +35,6 @@ FLAGS = ["--max-batch-size", "1", "--max-concurrent-batches", "1", "--batch-time
 
 def packed(images: np.ndarray) -> pb.ClassifyRequest:
     return pb.ClassifyRequest(packed=pb.PackedImages(data=images.tobytes(), count=len(images), height=28, width=28))
-
-
-def wait_for_queue_depth(server: InProcessServer, images: int, what: str) -> None:
-    bound = time.monotonic() + 10
-    while (depth := metric(scrape_metrics(server.http_url), "mnist_serving_queue_depth", model="mnist")) != images:
-        assert time.monotonic() < bound, f"{what}: queue depth {depth}, expected {images}"
-        time.sleep(0.01)
 
 
 def test_calls_whose_deadline_passes_in_the_queue_are_counted_dropped_and_never_computed():
@@ -57,9 +50,13 @@ def test_calls_whose_deadline_passes_in_the_queue_are_counted_dropped_and_never_
                 before = scrape_metrics(server.http_url)
                 gate.clear()
                 queued = stub.Classify.future(packed(backlog), timeout=30)
-                wait_for_queue_depth(server, BACKLOG_IMAGES - 1, "the backlog never queued")
+                queued_now = wait_for_queue_depth(server.http_url, BACKLOG_IMAGES - 1, "the backlog never queued")
+                assert queued_now == BACKLOG_IMAGES - 1
                 late = [stub.Classify.future(packed(image[None]), timeout=DEADLINE_S) for image in late_images]
-                wait_for_queue_depth(server, BACKLOG_IMAGES - 1 + LATE_CALLERS, "the late calls never queued")
+                queued_now = wait_for_queue_depth(
+                    server.http_url, BACKLOG_IMAGES - 1 + LATE_CALLERS, "the late calls never queued"
+                )
+                assert queued_now == BACKLOG_IMAGES - 1 + LATE_CALLERS
                 codes = [future.exception().code() for future in late]  # every deadline has passed
                 gate.set()
                 assert [p.label for p in queued.result().predictions] == fake_classes(backlog).tolist()
