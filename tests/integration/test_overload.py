@@ -159,7 +159,11 @@ def test_excess_load_is_shed_fast_and_accepted_calls_are_answered_right(small_se
         f"\ncapacity {capacity:.0f} images/s; offered {offered:.0f} images/s = {factor:.1f}x; "
         f"calls {dict(counts)}; RSS baseline {baseline / 2**20:.0f} MiB, peak {max(sampler.samples) / 2**20:.0f} MiB"
     )
-    assert factor > 5, f"the storm offered only {factor:.1f}x capacity"
+    # "Far above capacity", judged by what the server did: the storm's clients share the 2 cores with the
+    # server, so offered/unloaded-capacity (4.9x-6.5x in recent runs; a bound of 5x failed twice in CI)
+    # measures the load generator as much as the server. Three refusals per answer (about ten were seen)
+    # means at least three quarters of the offered load found the queue full.
+    assert counts["RESOURCE_EXHAUSTED"] >= 3 * counts["OK"], f"not overloaded: {dict(counts)}, {factor:.1f}x"
     refused = [latency for outcome, latency in storm if outcome == "RESOURCE_EXHAUSTED"]
     served = [latency for outcome, latency in storm if outcome == "OK"]
     print(

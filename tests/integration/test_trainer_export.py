@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -191,7 +192,8 @@ def test_bad_data_file_one_error_line_nothing_exported(breaker, tmp_path, synthe
     assert list(base.iterdir()) == []
 
 
-def test_sigterm_while_training_exports_nothing(tmp_path, synthetic_data_dir):
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_while_training_exports_nothing(tmp_path, synthetic_data_dir, signum, exit_code):
     base = tmp_path / "models"
     proc = subprocess.Popen(
         [
@@ -212,14 +214,17 @@ def test_sigterm_while_training_exports_nothing(tmp_path, synthetic_data_dir):
         stderr=subprocess.PIPE,
         text=True,
     )
+    training = False
     try:
         for line in proc.stdout:  # wait until it is really training
             if "step 1/1000000" in line:
+                training = True
                 break
-        proc.terminate()
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 143
+    assert training, f"the trainer ended before its first step: {stderr}"
+    assert proc.returncode == exit_code, stderr
     assert stderr.strip().splitlines()[-1] == "mnist-trainer: stopped; nothing was exported"
     assert list(base.iterdir()) == []

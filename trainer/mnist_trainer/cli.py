@@ -140,14 +140,19 @@ class _Terminated(BaseException):
     """SIGTERM as an exception, so a stopped container job still removes its half-written staging directory."""
 
 
-def _terminate(signum, frame):
-    raise _Terminated
+_stopped_by: list[int] = []  # the signal that stopped this run, if one did
+
+
+def _stop(signum, frame):
+    _stopped_by.append(signum)
+    raise KeyboardInterrupt if signum == signal.SIGINT else _Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
     _configure_logging()
-    signal.signal(signal.SIGTERM, _terminate)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
     # TensorFlow's C++ start-up chatter would bury the progress lines; set before TensorFlow is imported.
     # 3, not 2: on a machine without a GPU, CUDA's failed cuInit logs at ERROR level, and only 3 hides it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -155,9 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         from .job import run  # imports TensorFlow: after argument errors are already reported
 
         return run(settings)
-    except TrainerError as exc:
-        print(f"mnist-trainer: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (KeyboardInterrupt, _Terminated) as exc:
-        print("mnist-trainer: stopped; nothing was exported", file=sys.stderr)
-        return 143 if isinstance(exc, _Terminated) else 130
+    except BaseException as exc:
+        # Whatever comes out after a stop signal is that signal's doing, also when a library it interrupted
+        # re-raises it as an error of its own (a CI run once ended 1, not 143; its stderr was not kept).
+        if _stopped_by:
+            print("mnist-trainer: stopped; nothing was exported", file=sys.stderr)
+            return 128 + _stopped_by[0]
+        if isinstance(exc, TrainerError):
+            print(f"mnist-trainer: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        raise
