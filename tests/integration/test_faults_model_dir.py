@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from mnist_serving.v1 import classifier_pb2_grpc
 from tests.support.broken_models import export_refusing_model, mark, truncate_variables
 from tests.support.server_process import ServerProcess, metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
+from tests.support.waiting import wait_until
 
 POLL = ["--poll-interval", "0.2"]
 WAIT_S = 60  # for one version to load or be rejected on a busy machine
@@ -54,13 +54,6 @@ def publish(base: Path, version: int, source: Path, damage=None) -> None:
     if damage is not None:
         damage(staging)
     staging.rename(base / str(version))
-
-
-def wait_until(condition, what: str, server: ServerProcess, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s:\n{server.log_text()[-3000:]}"
-        time.sleep(0.05)
 
 
 class Callers:
@@ -91,7 +84,13 @@ class Callers:
 
     def wait_for_version(self, version: int, server: ServerProcess) -> None:
         seen = self.versions[version]
-        wait_until(lambda: self.versions[version] > seen + 5, f"calls answered by version {version}", server)
+        wait_until(
+            lambda: self.versions[version] > seen + 5,
+            f"calls answered by version {version}",
+            WAIT_S,
+            0.05,
+            server.log_tail,
+        )
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -132,7 +131,9 @@ def test_model_directory_faults_never_interrupt_serving(model_base_path, refusin
             callers.wait_for_version(1, server)
             # 1. A corrupt version (variables cut in half): rejected, version 1 keeps serving.
             publish(base, 2, pristine, damage=truncate_variables)
-            wait_until(lambda: loads(server, "failure") == 1, "the corrupt version's rejection", server)
+            wait_until(
+                lambda: loads(server, "failure") == 1, "the corrupt version's rejection", WAIT_S, 0.05, server.log_tail
+            )
             assert "model mnist: version 2 rejected, still serving [1]: cannot load SavedModel" in server.log_text()
             [v2] = status.GetModelStatus(
                 get_model_status_pb2.GetModelStatusRequest(
@@ -143,7 +144,7 @@ def test_model_directory_faults_never_interrupt_serving(model_base_path, refusin
             assert v2.state == get_model_status_pb2.ModelVersionStatus.END and v2.status.error_message
             # 2. A version that loads but fails warm-up: rejected the same way.
             publish(base, 3, refusing_models["blank"])
-            wait_until(lambda: loads(server, "failure") == 2, "the warm-up failure", server)
+            wait_until(lambda: loads(server, "failure") == 2, "the warm-up failure", WAIT_S, 0.05, server.log_tail)
             assert "version 3 rejected, still serving [1]" in server.log_text()
             assert "warm-up at batch 1 failed" in server.log_text()
             callers.wait_for_version(1, server)
@@ -156,7 +157,13 @@ def test_model_directory_faults_never_interrupt_serving(model_base_path, refusin
             # 4. The directory emptied: keep serving from memory, say so in the log and a metric.
             for version in ("1", "2", "3"):
                 shutil.rmtree(base / version)
-            wait_until(lambda: gauge(server, "model_versions_on_disk") == 0, "versions_on_disk 0", server)
+            wait_until(
+                lambda: gauge(server, "model_versions_on_disk") == 0,
+                "versions_on_disk 0",
+                WAIT_S,
+                0.05,
+                server.log_tail,
+            )
             callers.wait_for_version(1, server)
             assert f"no version directory with a SavedModel in {base}; keeping versions [1]" in server.log_text()
             metadata = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(
@@ -168,7 +175,9 @@ def test_model_directory_faults_never_interrupt_serving(model_base_path, refusin
             assert metadata.model_spec.version.value == 1  # served from memory, files or not
             # 5. The directory gone (an unmounted volume): the same.
             base.rename(base.parent / "unmounted")
-            wait_until(lambda: f"cannot list {base}" in server.log_text(), "the scan error", server)
+            wait_until(
+                lambda: f"cannot list {base}" in server.log_text(), "the scan error", WAIT_S, 0.05, server.log_tail
+            )
             callers.wait_for_version(1, server)
             assert (
                 health.Check(health_pb2.HealthCheckRequest(), timeout=10).status

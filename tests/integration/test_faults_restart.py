@@ -11,7 +11,6 @@ Two kinds of callers run together:
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
 import grpc
@@ -21,6 +20,7 @@ from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
 from tests.support.server_process import ServerProcess, metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
+from tests.support.waiting import wait_until
 
 LIBRARY_CALLERS = 4
 RAW_CALLERS = 3
@@ -79,12 +79,6 @@ class Load:
                     if error.code() is grpc.StatusCode.UNAVAILABLE:
                         return  # refused: this caller's part is over
 
-    def wait(self, condition, what: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
-            time.sleep(0.01)
-
     def finish(self) -> None:
         self.stop.set()
         for thread in self.threads:
@@ -97,21 +91,21 @@ def test_sigterm_under_load_then_restart_loses_nothing(exported_model):
     with first:
         load = Load(first.target)
         try:
-            load.wait(lambda: load.library["OK"] >= 20 and load.raw["OK"] >= 10, "sustained load", 60)
-            load.wait(
+            wait_until(lambda: load.library["OK"] >= 20 and load.raw["OK"] >= 10, "sustained load", 60)
+            wait_until(
                 lambda: metric(scrape_metrics(first.http_url), "mnist_serving_inflight_requests") >= 3,
                 "calls in flight",
                 30,
             )
             assert first.terminate(timeout=60) == 0  # SIGTERM mid-load: drained, exit code 0
-            load.wait(lambda: load.raw["UNAVAILABLE"] == RAW_CALLERS, "every raw caller refused", 30)
+            wait_until(lambda: load.raw["UNAVAILABLE"] == RAW_CALLERS, "every raw caller refused", 30)
             with load.lock:
                 load.phase = "after"
             second = ServerProcess(flags, wait_ready=False)
             second.port, second.http_port = first.port, first.http_port  # the same address
             with second:
                 second.wait_until_ready(RESTART_S)
-                load.wait(lambda: load.by_phase["after"] >= 20, "calls served by the restarted server", RESTART_S)
+                wait_until(lambda: load.by_phase["after"] >= 20, "calls served by the restarted server", RESTART_S)
                 load.finish()
                 assert second.terminate(timeout=60) == 0
         finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 
 import grpc
@@ -17,6 +16,7 @@ from mnist_serving.v1 import classifier_pb2 as pb
 from mnist_serving.v1 import classifier_pb2_grpc
 from tests.support.server_process import metric, scrape_metrics
 from tests.support.synthetic import synthetic_arrays
+from tests.support.waiting import wait_until
 
 RUNTIME_INFO = "mnist_serving_model_runtime_info"
 
@@ -74,7 +74,7 @@ def test_auto_measures_where_tensorflow_overtakes_litert_when_a_version_loads(st
         found = re.search(
             r"computes batches up to (\d+) images with LiteRT.*LiteRT vs TensorFlow: (.*)\)", server.log_text()
         )
-        assert found, server.log_text()[-3000:]
+        assert found, server.log_tail()
         timed = [int(entry.split(":")[0]) for entry in found[2].split(", ")]
         assert timed[0] == 16 and all(size <= 64 for size in timed)  # never beyond --max-batch-size
         assert 8 <= int(found[1]) <= 64
@@ -87,21 +87,16 @@ def copy_without_tflite(source: Path, target: Path) -> None:
     staging.rename(target)
 
 
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def test_litert_rejects_a_version_without_model_tflite_and_keeps_serving_the_older_one(start_server, model_base_path):
     assert (model_base_path / "1" / "model.tflite").is_file()  # the trainer exports it
     with start_server(["--model-dir", str(model_base_path), "--runtime", "litert", "--poll-interval", "0.2"]) as server:
         copy_without_tflite(model_base_path / "1", model_base_path / "2")
-        wait_for(
-            lambda: metric(scrape_metrics(server.http_url), "mnist_serving_model_loads_total", outcome="failure") == 1
+        wait_until(
+            lambda: metric(scrape_metrics(server.http_url), "mnist_serving_model_loads_total", outcome="failure") == 1,
+            "the version without model.tflite's rejection",
+            30,
+            0.1,
+            server.log_tail,
         )
         assert f"{model_base_path / '2'} has no model.tflite" in server.log_text()
         images, _ = synthetic_arrays(3, seed=3)

@@ -41,7 +41,7 @@ def test_a_version_copied_file_by_file_is_served_once_complete_and_never_counted
         copy_file_by_file(exported_model / "1", model_base_path / "2")
         deadline = time.monotonic() + WAIT_S
         while metric(scrape_metrics(server.http_url), "mnist_serving_model_version", model="mnist") != 2:
-            assert time.monotonic() < deadline, f"version 2 was never served:\n{server.log_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"version 2 was never served:\n{server.log_tail()}"
             time.sleep(0.1)
         samples = scrape_metrics(server.http_url)
         log = server.log_text()

@@ -34,9 +34,9 @@ def wait_http(server: ServerProcess, path: str, status: int, timeout: float = 60
                 return
         except OSError:
             pass
-        assert server.proc.poll() is None, server.log_text()[-3000:]
+        assert server.proc.poll() is None, server.log_tail()
         time.sleep(0.05)
-    raise AssertionError(f"{path} never answered {status}:\n{server.log_text()[-3000:]}")
+    raise AssertionError(f"{path} never answered {status}:\n{server.log_tail()}")
 
 
 def test_no_version_yet_is_unavailable_until_one_appears(tmp_path, exported_model):

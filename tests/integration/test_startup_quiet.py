@@ -14,8 +14,8 @@ def started_log(flags: list[str], timeout: float = 90.0) -> str:
     with ServerProcess(flags, wait_ready=False) as server:
         deadline = time.monotonic() + timeout
         while "mnist_server.app: gRPC on" not in server.log_text():
-            assert server.proc.poll() is None, server.log_text()[-3000:]
-            assert time.monotonic() < deadline, f"the server never listened:\n{server.log_text()[-3000:]}"
+            assert server.proc.poll() is None, server.log_tail()
+            assert time.monotonic() < deadline, f"the server never listened:\n{server.log_tail()}"
             time.sleep(0.1)
         assert server.terminate() == 0
         return server.log_text()

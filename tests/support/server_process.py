@@ -93,6 +93,10 @@ class ServerProcess:
             return self._final_log
         return Path(self._log_file.name).read_text(errors="replace")
 
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the log: enough to explain a failed assertion without burying it."""
+        return self.log_text()[-chars:]
+
     def __enter__(self) -> ServerProcess:
         self.start()
         return self
