@@ -4,7 +4,11 @@ set -euo pipefail
 # docker.io docker-compose debootstrap: the e2e stage (tests/e2e) builds and runs the containers.
 # prometheus: its promtool checks deploy/prometheus/ (tests/unit/test_prometheus_config.py).
 # chromium chromium-driver: the page's browser tests (tests/integration/test_web_page.py), headless.
-packages=(nginx libb64-0d openssl docker.io docker-compose debootstrap prometheus chromium chromium-driver)
+# dataset-fashion-mnist: the genuine Fashion-MNIST files, Debian's offline way to them that the trainer
+# supports (tests/unit/test_trainer_fashion.py reads them; the Fashion-MNIST tests use them when
+# $FASHION_MNIST_DATA_DIR is unset).
+packages=(nginx libb64-0d openssl docker.io docker-compose debootstrap prometheus chromium chromium-driver
+  dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,24 +19,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # so tests can `import tests.support...` and `benchmarks`
 
 
-def real_mnist_dir() -> Path | None:
-    """$MNIST_DATA_DIR when it holds the four genuine MNIST files, else None."""
-    value = os.environ.get("MNIST_DATA_DIR")
-    if not value:
-        return None
-    path = Path(value)
-    names = [
-        "train-images-idx3-ubyte.gz",
-        "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz",
-    ]
-    return path if all((path / n).is_file() for n in names) else None
+def genuine_dir(*candidates: str | None) -> Path | None:
+    """The first of `candidates` that holds the four IDX files (the trainer's names), else None."""
+    from mnist_trainer.datasets import FILE_NAMES
+
+    for value in candidates:
+        if value and all((Path(value) / name).is_file() for name in FILE_NAMES):
+            return Path(value)
+    return None
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    path = real_mnist_dir()
+    path = genuine_dir(os.environ.get("MNIST_DATA_DIR"))
     if path is None:
         pytest.skip("needs the genuine MNIST files in $MNIST_DATA_DIR (.ci/run sets it)")
     return path
@@ -44,17 +39,13 @@ def mnist_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def fashion_mnist_dir() -> Path:
-    """$FASHION_MNIST_DATA_DIR when it holds the four genuine Fashion-MNIST files (.ci/run sets it)."""
-    value = os.environ.get("FASHION_MNIST_DATA_DIR")
-    names = [
-        "train-images-idx3-ubyte.gz",
-        "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz",
-    ]
-    if not value or not all((Path(value) / n).is_file() for n in names):
-        pytest.skip("needs the genuine Fashion-MNIST files in $FASHION_MNIST_DATA_DIR (.ci/run sets it)")
-    return Path(value)
+    """$FASHION_MNIST_DATA_DIR (.ci/run sets it), else Debian's dataset-fashion-mnist (`make test` installs it)."""
+    from mnist_trainer.datasets import DEBIAN_DIR
+
+    path = genuine_dir(os.environ.get("FASHION_MNIST_DATA_DIR"), DEBIAN_DIR)
+    if path is None:
+        pytest.skip(f"needs the genuine Fashion-MNIST files in $FASHION_MNIST_DATA_DIR or {DEBIAN_DIR}")
+    return path
 
 
 @pytest.fixture(scope="session")

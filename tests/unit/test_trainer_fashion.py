@@ -1,5 +1,6 @@
 """Fashion-MNIST's own parts of the trainer: its recipe and flip augmentation, accepting Debian's re-gzipped
-files, the offline error naming the Debian package, its data-dir variable and image preparation name."""
+files (synthetic ones and the installed package), the offline error naming the Debian package, its data-dir
+variable and image preparation name."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from mnist_trainer.datasets import (
     default_data_dir,
     file_md5,
     is_genuine,
+    load_splits,
 )
 from mnist_trainer.download import ensure_files
 from mnist_trainer.errors import DataMissingError
@@ -144,6 +146,19 @@ def test_a_debian_layout_directory_is_used_as_it_is(tmp_path, synthetic):
         ensure_files(debian, spec, ("http://127.0.0.1:1/never-asked/",))
     finally:
         debian.chmod(0o755)
+
+
+def test_debians_installed_package_is_read_as_it_is():
+    """The real dataset-fashion-mnist package (scripts/install-system-deps.sh installs it), not a copy."""
+    debian = Path(DEBIAN_DIR)
+    assert debian.is_dir(), f"{DEBIAN_PACKAGE} is not installed: make system-deps installs it"
+    ensure_files(debian, FASHION_MNIST, ("http://127.0.0.1:1/never-asked/",))  # nothing missing, nothing fetched
+    for name in FILE_NAMES:
+        assert file_md5(debian / name) != FASHION_MNIST.md5[name]  # Debian's own gzip headers ...
+        assert is_genuine(debian / name, name, FASHION_MNIST)  # ... around the genuine IDX bytes
+    splits = load_splits(debian, FASHION_MNIST)
+    assert (len(splits.train), len(splits.validation), len(splits.test)) == (55_000, 5_000, 10_000)
+    assert set(np.unique(splits.test.labels)) == set(range(10))
 
 
 def test_offline_error_names_the_debian_package_beside_the_mirrors(tmp_path):
